@@ -1,0 +1,144 @@
+package handlers
+
+import (
+	"errors"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"example.com/app/internal/limit"
+	"example.com/app/internal/metrics"
+	"example.com/app/internal/respond"
+	"example.com/app/internal/token"
+	"example.com/app/internal/user"
+)
+
+// LoginLimits protect Login from password guessing and from floods.
+type LoginLimits struct {
+	Clients *limit.Keyed // failed attempts per client address
+	Users   *limit.Keyed // failed attempts per user name
+	Hashing *limit.Gate  // password checks at once: bcrypt is made to be slow
+
+	// TrustedProxies are peers (the edge nginx) whose X-Real-IP or
+	// X-Forwarded-For names the client. Others' are ignored: anyone can send them.
+	TrustedProxies []netip.Prefix
+}
+
+// DefaultLoginLimits allow 10 failed attempts per client and 5 per user name,
+// then one more every 6 and 12 seconds; as many password checks at once as
+// the process has CPUs, and up to 64 more waiting at most 2 seconds.
+func DefaultLoginLimits(trusted []netip.Prefix) *LoginLimits {
+	return &LoginLimits{
+		Clients:        limit.NewKeyed(10, 6*time.Second, 10_000),
+		Users:          limit.NewKeyed(5, 12*time.Second, 10_000),
+		Hashing:        limit.NewGate(runtime.GOMAXPROCS(0), 64, 2*time.Second),
+		TrustedProxies: trusted,
+	}
+}
+
+// basicChallenge asks for HTTP Basic credentials.
+var basicChallenge = []string{`Basic realm="app", charset="UTF-8"`}
+
+// Login checks the request's HTTP Basic credentials against users and, if
+// they match, answers with a token signed by signer:
+// {"token": "<JWT>", "expires_at": "<RFC 3339>"}.
+//
+// A wrong password and an unknown user get the same answer in about the
+// same time. Failed attempts are rate-limited per client and per user name
+// (429 with Retry-After), and so are password checks beyond what the CPUs
+// can do at once, so that a login flood cannot starve the other routes.
+func Login(logger *zap.Logger, users *user.Store, signer *token.Signer, limits *LoginLimits, m *metrics.Metrics) http.Handler {
+	type response struct {
+		Token     string `json:"token"`
+		ExpiresAt string `json:"expires_at"`
+	}
+	unauthorized := func(w http.ResponseWriter, outcome, message string) {
+		m.Login(outcome)
+		w.Header()["Www-Authenticate"] = basicChallenge
+		respond.Error(w, http.StatusUnauthorized, message)
+	}
+	tooMany := func(w http.ResponseWriter, outcome string, wait time.Duration) {
+		m.Login(outcome)
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		respond.Error(w, http.StatusTooManyRequests, "too many login attempts; retry later")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, password, ok := r.BasicAuth()
+		if !ok {
+			unauthorized(w, metrics.LoginMissingCredentials, "missing credentials: log in with HTTP basic auth")
+			return
+		}
+		client := ClientIP(r, limits.TrustedProxies)
+		if wait := max(limits.Clients.Wait(client), limits.Users.Wait(name)); wait > 0 {
+			tooMany(w, metrics.LoginRateLimited, wait)
+			return
+		}
+		leave, ok := limits.Hashing.Enter(r.Context())
+		if !ok {
+			tooMany(w, metrics.LoginBusy, time.Second)
+			return
+		}
+		u, err := users.Authenticate(name, password)
+		leave()
+		if err != nil {
+			limits.Clients.Fail(client)
+			limits.Users.Fail(name)
+			outcome := metrics.LoginBadCredentials
+			if errors.Is(err, user.ErrPasswordTooLong) {
+				outcome = metrics.LoginPasswordTooLong
+			}
+			unauthorized(w, outcome, "wrong user name or password")
+			return
+		}
+		signed, expires, err := signer.Issue(u.Name, u.Email)
+		if err != nil {
+			logger.Error("issuing token", zap.String("user", u.Name), zap.Error(err))
+			respond.Error(w, http.StatusInternalServerError, "internal error")
+			return
+		}
+		m.Login(metrics.LoginSuccess)
+		w.Header().Set("Cache-Control", "no-store") // RFC 6749 §5.1: never cache a token
+		respond.JSON(w, http.StatusOK, response{Token: signed, ExpiresAt: expires.UTC().Format(time.RFC3339)})
+	})
+}
+
+// ClientIP returns the address of the client that sent r: the peer's, or,
+// if the peer is a trusted proxy, the one the proxy names in X-Real-IP or,
+// failing that, the last entry of X-Forwarded-For.
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil || !contains(trusted, peer.Unmap()) {
+		return host
+	}
+	if ip, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-IP"))); err == nil {
+		return ip.String()
+	}
+	forwarded := r.Header.Values("X-Forwarded-For")
+	if n := len(forwarded); n > 0 {
+		hops := strings.Split(forwarded[n-1], ",")
+		if ip, err := netip.ParseAddr(strings.TrimSpace(hops[len(hops)-1])); err == nil {
+			return ip.String()
+		}
+	}
+	return host
+}
+
+func contains(prefixes []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

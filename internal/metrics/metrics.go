@@ -1,0 +1,160 @@
+// Package metrics defines the services' Prometheus metrics.
+//
+// Every service makes its own registry (global registration panics the
+// second time a test starts a service in one process). HTTP metrics are
+// labelled by the mux route template, never the raw path, so that a scan of
+// random URLs cannot create unbounded series.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Outcomes of a login attempt, the values of login_attempts_total's outcome label.
+const (
+	LoginSuccess            = "success"
+	LoginMissingCredentials = "missing_credentials"
+	LoginBadCredentials     = "bad_credentials"
+	LoginPasswordTooLong    = "password_too_long"
+	LoginRateLimited        = "rate_limited"
+	LoginBusy               = "busy"
+)
+
+// RejectMissing is token_rejections_total's reason when no token was sent.
+const RejectMissing = "missing"
+
+// Unmatched is the route label of requests that matched no route (404, 405).
+const Unmatched = "unmatched"
+
+// Metrics are one service's metrics.
+type Metrics struct {
+	reg        *prometheus.Registry
+	requests   *prometheus.CounterVec
+	durations  *prometheus.HistogramVec
+	inFlight   prometheus.Gauge
+	logins     *prometheus.CounterVec
+	rejections *prometheus.CounterVec
+
+	series sync.Map // seriesKey → *series: label look-ups cached off the hot path
+}
+
+type seriesKey struct {
+	route, method string
+	code          int
+}
+
+type series struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// Build identifies the running binary.
+type Build struct {
+	Service, Version, Commit string
+}
+
+// New returns the metrics of the service b describes, registered in a new
+// registry with the Go and process collectors. tokenReasons lists the values
+// of token_rejections_total's reason label, so each starts at 0.
+func New(b Build, tokenReasons []string) *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r := prometheus.WrapRegistererWith(prometheus.Labels{"service": b.Service}, reg)
+
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total",
+			Help: "HTTP requests answered, by route template, method and status code.",
+		}, []string{"route", "method", "code"}),
+		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "http_request_duration_seconds",
+			Help:    "Time from receiving an HTTP request to finishing its answer, by route template and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "http_requests_in_flight",
+			Help: "HTTP requests being served now.",
+		}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "login_attempts_total",
+			Help: "Login attempts, by outcome.",
+		}, []string{"outcome"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "token_rejections_total",
+			Help: "Requests refused for a missing or invalid token, by reason.",
+		}, []string{"reason"}),
+	}
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "app_build_info",
+		Help: "Always 1; the labels say which build is running.",
+	}, []string{"version", "commit"})
+	info.WithLabelValues(b.Version, b.Commit).Set(1)
+	r.MustRegister(m.requests, m.durations, m.inFlight, m.logins, m.rejections, info)
+
+	for _, o := range []string{LoginSuccess, LoginMissingCredentials, LoginBadCredentials, LoginPasswordTooLong, LoginRateLimited, LoginBusy} {
+		m.logins.WithLabelValues(o)
+	}
+	m.rejections.WithLabelValues(RejectMissing)
+	for _, reason := range tokenReasons {
+		m.rejections.WithLabelValues(reason)
+	}
+	return m
+}
+
+// Registry returns the registry holding the metrics, for tests.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Start counts a request as in flight; call the returned function when it is done.
+func (m *Metrics) Start() (done func()) {
+	m.inFlight.Inc()
+	return m.inFlight.Dec
+}
+
+// ObserveRequest counts a finished request. An empty route means the request
+// matched no route.
+func (m *Metrics) ObserveRequest(route, method string, code int, d time.Duration) {
+	if route == "" {
+		route = Unmatched
+	}
+	k := seriesKey{route, normalizeMethod(method), code}
+	s, ok := m.series.Load(k)
+	if !ok {
+		s, _ = m.series.LoadOrStore(k, &series{
+			requests: m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(code)),
+			duration: m.durations.WithLabelValues(k.route, k.method),
+		})
+	}
+	ss := s.(*series)
+	ss.requests.Inc()
+	ss.duration.Observe(d.Seconds())
+}
+
+// Login counts a login attempt with one of the Login* outcomes.
+func (m *Metrics) Login(outcome string) { m.logins.WithLabelValues(outcome).Inc() }
+
+// TokenRejected counts a request refused for a missing or invalid token.
+func (m *Metrics) TokenRejected(reason string) { m.rejections.WithLabelValues(reason).Inc() }
+
+// normalizeMethod keeps the method label's values few: a client can send any
+// word as a method.
+func normalizeMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
+}

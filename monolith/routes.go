@@ -1,0 +1,21 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"example.com/app/internal/handlers"
+	"example.com/app/internal/service"
+)
+
+// newAPI returns the monolith's API: the auth and hello services' routes,
+// served by the same handlers. Every route is listed here.
+func newAPI(d service.Deps) *mux.Router {
+	r := mux.NewRouter()
+	r.Handle("/", handlers.Hello()).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/login", handlers.Login(d.Logger, d.Users, d.Signer, d.LoginLimits, d.Metrics)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/secure", handlers.RequireToken(d.Signer, d.Metrics, handlers.Hello())).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/version", handlers.Version(d.Build)).Methods(http.MethodGet, http.MethodHead)
+	return r
+}
