@@ -61,7 +61,8 @@ type Config struct {
 // Parse reads the flags in args (args[0] is the program name) with defaults
 // from getenv. Usage and errors go to stderr. It returns flag.ErrHelp for -h.
 func Parse(args []string, getenv func(string) string, stderr io.Writer, needs Needs) (*Config, error) {
-	c := &Config{}
+	// Services that only verify tokens never issue one; the TTL is for issuing.
+	c := &Config{Token: token.Options{TTL: time.Hour}}
 	env := envReader{getenv: getenv}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -59,8 +59,8 @@ func RequireToken(signer *token.Signer, m *metrics.Metrics, next http.Handler) h
 }
 
 // BearerToken returns the token of an "Authorization: Bearer <token>" header,
-// given all the request's Authorization header values. It returns an error
-// wrapping token.ErrInvalid for a malformed header, and a different error when
+// given all the request's Authorization header values. It returns
+// token.ErrMalformed for a malformed header, and a different error when
 // there is no bearer token at all (no header, or another scheme such as Basic).
 func BearerToken(values []string) (string, error) {
 	switch len(values) {
@@ -68,7 +68,7 @@ func BearerToken(values []string) (string, error) {
 		return "", errNoToken
 	case 1:
 	default:
-		return "", token.ErrInvalid // two Authorization headers: ambiguous, so refused
+		return "", token.ErrMalformed // two Authorization headers: ambiguous, so refused
 	}
 	scheme, rest, _ := strings.Cut(values[0], " ")
 	if !strings.EqualFold(scheme, "Bearer") {
@@ -76,7 +76,7 @@ func BearerToken(values []string) (string, error) {
 	}
 	raw := strings.TrimLeft(rest, " ")
 	if raw == "" || !isToken68(raw) {
-		return "", token.ErrInvalid
+		return "", token.ErrMalformed
 	}
 	return raw, nil
 }

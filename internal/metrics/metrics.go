@@ -158,3 +158,18 @@ func normalizeMethod(m string) string {
 	}
 	return "OTHER"
 }
+
+// LoginCounter returns login_attempts_total's counter for outcome, for tests.
+func (m *Metrics) LoginCounter(outcome string) prometheus.Counter {
+	return m.logins.WithLabelValues(outcome)
+}
+
+// RejectionCounter returns token_rejections_total's counter for reason, for tests.
+func (m *Metrics) RejectionCounter(reason string) prometheus.Counter {
+	return m.rejections.WithLabelValues(reason)
+}
+
+// RequestCounter returns http_requests_total's counter for a route, method and code, for tests.
+func (m *Metrics) RequestCounter(route, method, code string) prometheus.Counter {
+	return m.requests.WithLabelValues(route, method, code)
+}

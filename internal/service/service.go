@@ -111,17 +111,43 @@ func Run(ctx context.Context, s Service, args []string, getenv func(string) stri
 		logger.Warn("dev mode: JWT_SECRET is not set, so a random signing key was generated; tokens will not survive a restart")
 	}
 
+	app, err := New(s, cfg, logger, accessLog)
+	if err != nil {
+		return err
+	}
+	return server.Run(ctx, logger, server.Lifecycle{
+		Ready:    func() { becomeReady(ctx, logger, app.Probe, cfg.Fault) },
+		Drain:    app.Probe.Drain,
+		DrainFor: cfg.ShutdownDrain,
+		Timeout:  cfg.ShutdownTimeout,
+	},
+		server.Server{Name: "http", Addr: cfg.HTTPAddr, Handler: app.API},
+		server.Server{Name: "health", Addr: cfg.HealthAddr, Handler: app.Ops},
+	)
+}
+
+// App is a service's handlers, ready to serve.
+type App struct {
+	API   http.Handler // the app port: s.API's routes in the middleware chain
+	Ops   http.Handler // the ops port: probes and metrics
+	Probe *health.Probe
+	Deps  Deps
+}
+
+// New builds s's handlers from cfg. The access log gets one line per request.
+func New(s Service, cfg *config.Config, logger, accessLog *zap.Logger) (*App, error) {
 	d := Deps{
 		Logger:  logger,
 		Metrics: metrics.New(metrics.Build{Service: s.Name, Version: s.Version, Commit: s.Commit}, token.Reasons),
 		Build:   handlers.Build{Service: s.Name, Version: s.Version, Commit: s.Commit},
 	}
+	var err error
 	if d.Signer, err = token.NewSigner(cfg.Secret, cfg.Token); err != nil {
-		return fmt.Errorf("%w: %w", config.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", config.ErrInvalid, err)
 	}
 	if s.Needs&config.Login != 0 {
 		if d.Users, err = loadUsers(logger, cfg.UsersFile); err != nil {
-			return fmt.Errorf("%w: USERS_FILE: %w", config.ErrInvalid, err)
+			return nil, fmt.Errorf("%w: USERS_FILE: %w", config.ErrInvalid, err)
 		}
 		d.LoginLimits = handlers.DefaultLoginLimits(cfg.TrustedProxies)
 	}
@@ -131,26 +157,23 @@ func Run(ctx context.Context, s Service, args []string, getenv func(string) stri
 	api.Use(middleware.Route)
 	api.NotFoundHandler = handlers.NotFound()
 	api.MethodNotAllowedHandler = handlers.MethodNotAllowed(api)
-	ops := newOps(probe, d.Metrics)
 
+	pod := hostname()
 	wrap := func(h http.Handler, name string) http.Handler {
 		return middleware.Chain(h,
 			middleware.RequestID,
-			middleware.Identify(s.Version, hostname()),
+			middleware.Identify(s.Version, pod),
 			middleware.Observe(accessLog, d.Metrics, name),
 			middleware.Recover(logger),
 			middleware.LimitBody(MaxBodySize),
 		)
 	}
-	return server.Run(ctx, logger, server.Lifecycle{
-		Ready:    func() { becomeReady(ctx, logger, probe, cfg.Fault) },
-		Drain:    probe.Drain,
-		DrainFor: cfg.ShutdownDrain,
-		Timeout:  cfg.ShutdownTimeout,
-	},
-		server.Server{Name: "http", Addr: cfg.HTTPAddr, Handler: wrap(cfg.Fault.Middleware(api), "http")},
-		server.Server{Name: "health", Addr: cfg.HealthAddr, Handler: wrap(ops, "health")},
-	)
+	return &App{
+		API:   wrap(cfg.Fault.Middleware(api), "http"),
+		Ops:   wrap(newOps(probe, d.Metrics), "health"),
+		Probe: probe,
+		Deps:  d,
+	}, nil
 }
 
 // newOps returns the ops port's routes: probes, their toggles and metrics.

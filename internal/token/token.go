@@ -26,6 +26,13 @@ const Leeway = 30 * time.Second
 // ErrInvalid is wrapped by every error Verify returns.
 var ErrInvalid = errors.New("invalid token")
 
+// ErrMalformed is for a token that is not even shaped like one, such as a
+// malformed Authorization header.
+var ErrMalformed = fmt.Errorf("%w: %w", ErrInvalid, jwt.ErrTokenMalformed)
+
+// errAlgorithm marks a token signed with anything but HS256, "none" included.
+var errAlgorithm = errors.New("algorithm is not HS256")
+
 // Options are a Signer's settings other than its key.
 type Options struct {
 	Issuer   string        // the iss claim issued and required
@@ -103,8 +110,11 @@ func (s *Signer) Issue(subject, email string) (string, time.Time, error) {
 // Every error wraps ErrInvalid; Reason tells them apart for metrics.
 func (s *Signer) Verify(signed string) (*Claims, error) {
 	var claims Claims
-	_, err := s.parser.ParseWithClaims(signed, &claims, s.keyFunc)
+	tok, err := s.parser.ParseWithClaims(signed, &claims, s.keyFunc)
 	if err != nil {
+		if tok != nil && tok.Header["alg"] != jwt.SigningMethodHS256.Alg() {
+			err = fmt.Errorf("%w: %w", errAlgorithm, err) // jwt reports it as a bad signature
+		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if claims.Subject == "" {
@@ -122,10 +132,10 @@ func Reason(err error) string {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "malformed"
+	case errors.Is(err, errAlgorithm), errors.Is(err, jwt.ErrTokenUnverifiable): // unverifiable: an unknown alg
+		return "algorithm"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return "signature"
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return "algorithm" // the only unverifiable token here is one whose alg is not HS256
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return "expired"
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):

@@ -39,13 +39,19 @@ type User struct {
 // Store is a read-only set of users.
 type Store struct {
 	users map[string]User
-	// dummy is a hash as costly as the users' hashes, compared against when
-	// the name is unknown so that unknown names take as long as wrong passwords.
+	// dummy is a hash as costly as the costliest of the users' hashes,
+	// compared against when the name is unknown so that unknown names take
+	// as long as wrong passwords. (Give every user the same cost, or the
+	// cheaper ones can be told apart by timing.)
 	dummy func() []byte
 }
 
 // demoHash is bcrypt("password") at the default cost; it is the course's demo user.
 const demoHash = "$2a$10$Bthr9XIX0Pl5uwnipHiNx.E9YM.O1wnndZ/w5cAzvZ8MoQ46IBgiy"
+
+// defaultDummy is the hash of a random, forgotten password at the default
+// cost: most users files need no other dummy, and making one takes time.
+const defaultDummy = "$2a$10$gW0JeRZDyJJQNTwyggnm2eqOoJ6aatV6eYR9atmTod9OUAVlv/FLO"
 
 // Demo returns a Store with only the course's demo user, user/password.
 func Demo() *Store {
@@ -67,6 +73,7 @@ func Load(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	go s.dummy() // hash it now, off the start-up path, rather than on the first unknown name
 	return s, nil
 }
 
@@ -75,7 +82,7 @@ func Load(path string) (*Store, error) {
 // error naming its number. At least one user is required.
 func Parse(r io.Reader) (*Store, error) {
 	users := make(map[string]User)
-	maxCost := bcrypt.DefaultCost
+	maxCost := 0
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -98,9 +105,7 @@ func Parse(r io.Reader) (*Store, error) {
 	if len(users) == 0 {
 		return nil, errors.New("no users")
 	}
-	s := &Store{users: users, dummy: sync.OnceValue(func() []byte { return dummyHash(maxCost) })}
-	go s.dummy() // compute it now, off the start-up path, rather than on the first unknown name
-	return s, nil
+	return &Store{users: users, dummy: sync.OnceValue(func() []byte { return dummyHash(maxCost) })}, nil
 }
 
 func parseLine(line string) (User, int, error) {
@@ -120,6 +125,9 @@ func parseLine(line string) (User, int, error) {
 }
 
 func dummyHash(cost int) []byte {
+	if cost == bcrypt.DefaultCost {
+		return []byte(defaultDummy)
+	}
 	h, err := bcrypt.GenerateFromPassword([]byte(rand.Text()), cost)
 	if err != nil {
 		panic(err) // only for an invalid cost, which Parse has ruled out

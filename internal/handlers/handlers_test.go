@@ -1,0 +1,412 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"example.com/app/internal/handlers"
+	"example.com/app/internal/limit"
+	"example.com/app/internal/metrics"
+	"example.com/app/internal/token"
+	"example.com/app/internal/user"
+)
+
+var key = []byte("0123456789abcdef0123456789abcdef")
+
+type fixture struct {
+	api     http.Handler
+	signer  *token.Signer
+	metrics *metrics.Metrics
+	limits  *handlers.LoginLimits
+}
+
+// newAPI builds the monolith's routes from the handlers, as the binaries do.
+func newAPI(t *testing.T) fixture {
+	t.Helper()
+	signer, err := token.NewSigner(key, token.Options{Issuer: "auth.service", Audience: "app", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(metrics.Build{Service: "test", Version: "1.0.0", Commit: "abc"}, token.Reasons)
+	limits := handlers.DefaultLoginLimits([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	r := mux.NewRouter()
+	r.Handle("/", handlers.Hello()).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/login", handlers.Login(zap.NewNop(), user.Demo(), signer, limits, m)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/secure", handlers.RequireToken(signer, m, handlers.Hello())).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/version", handlers.Version(handlers.Build{Service: "test", Version: "1.0.0", Commit: "abc"})).Methods(http.MethodGet, http.MethodHead)
+	r.NotFoundHandler = handlers.NotFound()
+	r.MethodNotAllowedHandler = handlers.MethodNotAllowed(r)
+	return fixture{api: r, signer: signer, metrics: m, limits: limits}
+}
+
+func serve(h http.Handler, req *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func decode(t *testing.T, rec *httptest.ResponseRecorder, v any) {
+	t.Helper()
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
+		t.Fatalf("decoding %q: %v", rec.Body, err)
+	}
+}
+
+func TestHelloAndVersion(t *testing.T) {
+	f := newAPI(t)
+	rec := serve(f.api, httptest.NewRequest(http.MethodGet, "/", nil))
+	var hello struct {
+		Message string
+		User    *string
+	}
+	decode(t, rec, &hello)
+	if rec.Code != http.StatusOK || hello.Message != "Hello" || hello.User != nil {
+		t.Errorf("GET / = %d %s, want 200 {\"message\":\"Hello\"}", rec.Code, rec.Body)
+	}
+
+	rec = serve(f.api, httptest.NewRequest(http.MethodGet, "/version", nil))
+	var v struct{ Service, Version, Commit string }
+	decode(t, rec, &v)
+	if rec.Code != http.StatusOK || v.Service != "test" || v.Version != "1.0.0" || v.Commit != "abc" {
+		t.Errorf("GET /version = %d %s, want 200 with service, version and commit", rec.Code, rec.Body)
+	}
+
+	if rec := serve(f.api, httptest.NewRequest(http.MethodHead, "/version", nil)); rec.Code != http.StatusOK {
+		t.Errorf("HEAD /version = %d, want 200 (curl -sI during a rollout)", rec.Code)
+	}
+}
+
+func TestNotFoundAndMethodNotAllowed(t *testing.T) {
+	f := newAPI(t)
+	tests := []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{http.MethodGet, "/nope", http.StatusNotFound, ""},
+		{http.MethodGet, "/secure/", http.StatusNotFound, ""},
+		{http.MethodDelete, "/version", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{http.MethodPost, "/secure", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{http.MethodPut, "/login", http.StatusMethodNotAllowed, "GET, POST"},
+	}
+	for _, tt := range tests {
+		rec := serve(f.api, httptest.NewRequest(tt.method, tt.path, nil))
+		var body struct{ Error string }
+		decode(t, rec, &body)
+		if rec.Code != tt.want || body.Error == "" {
+			t.Errorf("%s %s = %d %s, want %d with a JSON error", tt.method, tt.path, rec.Code, rec.Body, tt.want)
+		}
+		if got := rec.Header().Get("Allow"); got != tt.allow {
+			t.Errorf("%s %s: Allow = %q, want %q", tt.method, tt.path, got, tt.allow)
+		}
+	}
+}
+
+func login(t *testing.T, f fixture) string {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/login", nil)
+	req.SetBasicAuth("user", "password")
+	rec := serve(f.api, req)
+	var body struct {
+		Token     string `json:"token"`
+		ExpiresAt string `json:"expires_at"`
+	}
+	decode(t, rec, &body)
+	if rec.Code != http.StatusOK || body.Token == "" {
+		t.Fatalf("POST /login as user/password = %d %s, want 200 with a token", rec.Code, rec.Body)
+	}
+	exp, err := time.Parse(time.RFC3339, body.ExpiresAt)
+	if err != nil || exp.Before(time.Now().Add(59*time.Minute)) || exp.After(time.Now().Add(61*time.Minute)) {
+		t.Errorf("POST /login expires_at = %q, want RFC 3339 about an hour from now", body.ExpiresAt)
+	}
+	if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("POST /login Cache-Control = %q, want no-store", cc)
+	}
+	return body.Token
+}
+
+func TestLogin(t *testing.T) {
+	f := newAPI(t)
+	login(t, f)
+
+	get := httptest.NewRequest(http.MethodGet, "/login", nil)
+	get.SetBasicAuth("user", "password")
+	if rec := serve(f.api, get); rec.Code != http.StatusOK {
+		t.Errorf("GET /login as user/password = %d, want 200 (the course uses curl -u)", rec.Code)
+	}
+
+	// Unknown user and wrong password: the same answer, byte for byte.
+	var bodies []string
+	for _, tt := range []struct{ name, user, password string }{
+		{"wrong password", "user", "wrong"},
+		{"unknown user", "nobody", "password"},
+		{"password over 72 bytes", "user", "password" + strings.Repeat("x", 70)},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/login", nil)
+		req.SetBasicAuth(tt.user, tt.password)
+		rec := serve(f.api, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Errorf("POST /login with %s = %d, want 401", tt.name, rec.Code)
+		}
+		if got := rec.Header().Get("WWW-Authenticate"); !strings.HasPrefix(got, `Basic realm="app"`) {
+			t.Errorf("POST /login with %s: WWW-Authenticate = %q, want Basic realm=\"app\"", tt.name, got)
+		}
+		bodies = append(bodies, rec.Body.String())
+	}
+	if bodies[0] != bodies[1] || bodies[0] != bodies[2] {
+		t.Errorf("POST /login answers differ: %q, want one answer for every wrong credential", bodies)
+	}
+
+	rec := serve(f.api, httptest.NewRequest(http.MethodPost, "/login", nil))
+	var body struct{ Error string }
+	decode(t, rec, &body)
+	if rec.Code != http.StatusUnauthorized || rec.Header().Get("WWW-Authenticate") == "" || body.Error == "" {
+		t.Errorf("POST /login without credentials = %d %s, want 401 with a challenge and a JSON error", rec.Code, rec.Body)
+	}
+
+	for outcome, want := range map[string]float64{
+		metrics.LoginSuccess: 2, metrics.LoginBadCredentials: 2, metrics.LoginPasswordTooLong: 1, metrics.LoginMissingCredentials: 1,
+	} {
+		if got := testutil.ToFloat64(f.metrics.LoginCounter(outcome)); got != want {
+			t.Errorf("login_attempts_total{outcome=%q} = %v, want %v", outcome, got, want)
+		}
+	}
+}
+
+func TestLoginRateLimits(t *testing.T) {
+	f := newAPI(t)
+	attempt := func(user, password, peer, realIP string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/login", nil)
+		req.SetBasicAuth(user, password)
+		req.RemoteAddr = peer + ":1234"
+		if realIP != "" {
+			req.Header.Set("X-Real-IP", realIP)
+		}
+		return serve(f.api, req)
+	}
+	// Per user name: 5 failures from five addresses, then the name is locked,
+	// even with the right password (or guessing could go on).
+	for i := range 5 {
+		if rec := attempt("user", "wrong", "192.0.2."+string(rune('1'+i)), ""); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("failed login %d = %d, want 401", i+1, rec.Code)
+		}
+	}
+	rec := attempt("user", "password", "192.0.2.99", "")
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("login after 5 failures for one user = %d (Retry-After %q), want 429 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+
+	// Per client: behind a trusted proxy (10.0.0.0/8 here) X-Real-IP is the
+	// client, so one client's failures do not lock out the proxy's other clients.
+	for i := range 10 {
+		if rec := attempt("guess"+string(rune('a'+i)), "x", "10.1.1.1", "198.51.100.7"); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("failed login %d from 198.51.100.7 = %d, want 401", i+1, rec.Code)
+		}
+	}
+	if rec := attempt("other", "x", "10.1.1.1", "198.51.100.7"); rec.Code != http.StatusTooManyRequests {
+		t.Errorf("11th failure from one client = %d, want 429", rec.Code)
+	}
+	if rec := attempt("other", "x", "10.1.1.1", "198.51.100.8"); rec.Code != http.StatusUnauthorized {
+		t.Errorf("another client behind the same proxy = %d, want 401 (not limited)", rec.Code)
+	}
+	// An untrusted peer cannot dodge the limit by naming another client.
+	for i := range 10 {
+		attempt("spoof"+string(rune('a'+i)), "x", "203.0.113.5", "198.51.100."+string(rune('0'+i)))
+	}
+	if rec := attempt("spoofz", "x", "203.0.113.5", "198.51.100.200"); rec.Code != http.StatusTooManyRequests {
+		t.Errorf("untrusted peer with a fresh X-Real-IP after 10 failures = %d, want 429", rec.Code)
+	}
+	if got := testutil.ToFloat64(f.metrics.LoginCounter(metrics.LoginRateLimited)); got < 3 {
+		t.Errorf("login_attempts_total{outcome=rate_limited} = %v, want at least 3", got)
+	}
+}
+
+func TestLoginBusy(t *testing.T) {
+	f := newAPI(t)
+	f.limits.Hashing = limit.NewGate(1, 0, time.Millisecond) // one check at a time, no queue
+	leave, ok := f.limits.Hashing.Enter(t.Context())         // and it is taken
+	if !ok {
+		t.Fatal("Enter on an empty gate = false")
+	}
+	defer leave()
+	req := httptest.NewRequest(http.MethodPost, "/login", nil)
+	req.SetBasicAuth("user", "password")
+	rec := serve(f.api, req)
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "1" {
+		t.Errorf("POST /login while every password check slot is taken = %d (Retry-After %q), want 429, Retry-After 1", rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
+
+func TestSecure(t *testing.T) {
+	f := newAPI(t)
+	good := login(t, f)
+	forge := func(method jwt.SigningMethod, claims jwt.MapClaims, k any) string {
+		s, err := jwt.NewWithClaims(method, claims).SignedString(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	now := time.Now()
+	claims := func(change func(jwt.MapClaims)) jwt.MapClaims {
+		c := jwt.MapClaims{"iss": "auth.service", "aud": "app", "sub": "user", "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+		if change != nil {
+			change(c)
+		}
+		return c
+	}
+	parts := strings.Split(good, ".")
+	invalid := `Bearer realm="app", error="invalid_token"`
+
+	tests := []struct {
+		name          string
+		authorization []string
+		want          int
+		challenge     string
+		reason        string
+	}{
+		{"valid", []string{"Bearer " + good}, http.StatusOK, "", ""},
+		{"lowercase scheme", []string{"bearer " + good}, http.StatusOK, "", ""},
+		{"forged valid claims", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(nil), key)}, http.StatusOK, "", ""},
+		{"no header", nil, http.StatusUnauthorized, `Bearer realm="app"`, metrics.RejectMissing},
+		{"basic scheme", []string{"Basic dXNlcjpwYXNzd29yZA=="}, http.StatusUnauthorized, `Bearer realm="app"`, metrics.RejectMissing},
+		{"token without scheme", []string{good}, http.StatusUnauthorized, `Bearer realm="app"`, metrics.RejectMissing},
+		{"empty bearer", []string{"Bearer "}, http.StatusUnauthorized, invalid, "malformed"},
+		{"two headers", []string{"Bearer " + good, "Bearer " + good}, http.StatusUnauthorized, invalid, "malformed"},
+		{"alg none", []string{"Bearer " + forge(jwt.SigningMethodNone, claims(nil), jwt.UnsafeAllowNoneSignatureType)}, http.StatusUnauthorized, invalid, "algorithm"},
+		{"HS512", []string{"Bearer " + forge(jwt.SigningMethodHS512, claims(nil), key)}, http.StatusUnauthorized, invalid, "algorithm"},
+		{"wrong key", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(nil), []byte("a different key of 32 bytes.....!"))}, http.StatusUnauthorized, invalid, "signature"},
+		{"tampered payload", []string{"Bearer " + parts[0] + "." + strings.TrimSuffix(parts[1], parts[1][len(parts[1])-2:]) + "AA." + parts[2]}, http.StatusUnauthorized, invalid, ""},
+		{"expired", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() }), key)}, http.StatusUnauthorized, invalid, "expired"},
+		{"missing exp", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { delete(c, "exp") }), key)}, http.StatusUnauthorized, invalid, "missing_claim"},
+		{"future nbf", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }), key)}, http.StatusUnauthorized, invalid, "not_yet_valid"},
+		{"future iat", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() }), key)}, http.StatusUnauthorized, invalid, "not_yet_valid"},
+		{"wrong issuer", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { c["iss"] = "evil" }), key)}, http.StatusUnauthorized, invalid, "issuer"},
+		{"missing issuer", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { delete(c, "iss") }), key)}, http.StatusUnauthorized, invalid, "missing_claim"},
+		{"wrong audience", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { c["aud"] = "other" }), key)}, http.StatusUnauthorized, invalid, "audience"},
+		{"missing audience", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { delete(c, "aud") }), key)}, http.StatusUnauthorized, invalid, "missing_claim"},
+		{"garbage", []string{"Bearer not.a.jwt"}, http.StatusUnauthorized, invalid, "malformed"},
+		{"token with a space", []string{"Bearer abc def"}, http.StatusUnauthorized, invalid, "malformed"},
+	}
+	var rejected []string
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/secure", nil)
+			for _, v := range tt.authorization {
+				req.Header.Add("Authorization", v)
+			}
+			var before float64
+			if tt.reason != "" {
+				before = testutil.ToFloat64(f.metrics.RejectionCounter(tt.reason))
+			}
+			rec := serve(f.api, req)
+			if rec.Code != tt.want {
+				t.Fatalf("GET /secure with %s = %d %s, want %d", tt.name, rec.Code, rec.Body, tt.want)
+			}
+			if got := rec.Header().Get("WWW-Authenticate"); got != tt.challenge {
+				t.Errorf("GET /secure with %s: WWW-Authenticate = %q, want %q", tt.name, got, tt.challenge)
+			}
+			var body struct{ Message, User, Error string }
+			decode(t, rec, &body)
+			if tt.want == http.StatusOK {
+				if body.Message != "Hello" || body.User != "user" {
+					t.Errorf("GET /secure with %s = %s, want {\"message\":\"Hello\",\"user\":\"user\"}", tt.name, rec.Body)
+				}
+				return
+			}
+			if tt.reason != "" {
+				if got := testutil.ToFloat64(f.metrics.RejectionCounter(tt.reason)) - before; got != 1 {
+					t.Errorf("token_rejections_total{reason=%q} went up by %v, want 1", tt.reason, got)
+				}
+			}
+			if tt.challenge == invalid {
+				rejected = append(rejected, rec.Body.String())
+			}
+		})
+	}
+	for _, b := range rejected {
+		if b != rejected[0] {
+			t.Errorf("rejected tokens got different bodies: %q and %q; want one body for every reason", rejected[0], b)
+		}
+	}
+}
+
+func TestSecureIgnoresTokenInURL(t *testing.T) {
+	f := newAPI(t)
+	good := login(t, f)
+	for _, target := range []string{"/secure?access_token=" + good, "/secure?token=" + good} {
+		if rec := serve(f.api, httptest.NewRequest(http.MethodGet, target, nil)); rec.Code != http.StatusUnauthorized {
+			t.Errorf("GET %.30s… = %d, want 401: tokens are read from the header only", target, rec.Code)
+		}
+	}
+	form := httptest.NewRequest(http.MethodGet, "/secure", strings.NewReader("access_token="+good))
+	form.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if rec := serve(f.api, form); rec.Code != http.StatusUnauthorized {
+		t.Errorf("GET /secure with the token in a form = %d, want 401", rec.Code)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	tests := []struct {
+		remote, realIP, forwarded, want string
+	}{
+		{"203.0.113.1:5000", "", "", "203.0.113.1"},
+		{"203.0.113.1:5000", "198.51.100.1", "", "203.0.113.1"}, // untrusted peer: header ignored
+		{"127.0.0.1:5000", "198.51.100.1", "", "198.51.100.1"},
+		{"[::1]:5000", "198.51.100.1", "", "198.51.100.1"},
+		{"127.0.0.1:5000", "", "192.0.2.9, 198.51.100.2", "198.51.100.2"}, // the hop the proxy saw
+		{"127.0.0.1:5000", "garbage", "", "127.0.0.1"},
+		{"127.0.0.1:5000", "", "", "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.RemoteAddr = tt.remote
+		if tt.realIP != "" {
+			req.Header.Set("X-Real-IP", tt.realIP)
+		}
+		if tt.forwarded != "" {
+			req.Header.Set("X-Forwarded-For", tt.forwarded)
+		}
+		if got := handlers.ClientIP(req, trusted); got != tt.want {
+			t.Errorf("ClientIP(from %s, X-Real-IP %q, X-Forwarded-For %q) = %q, want %q", tt.remote, tt.realIP, tt.forwarded, got, tt.want)
+		}
+	}
+}
+
+func FuzzBearerToken(f *testing.F) {
+	f.Add("Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig")
+	f.Add("bearer  abc")
+	f.Add("Basic dXNlcjpwYXNzd29yZA==")
+	f.Add("Bearer =abc")
+	f.Add("Bearer abc==")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, header string) {
+		raw, err := handlers.BearerToken([]string{header})
+		if err != nil {
+			if raw != "" {
+				t.Errorf("BearerToken(%q) = %q, %v; want no token with an error", header, raw, err)
+			}
+			return
+		}
+		if raw == "" || strings.ContainsAny(raw, " \t\r\n,\"") {
+			t.Errorf("BearerToken(%q) = %q, want a non-empty token68", header, raw)
+		}
+		if !strings.HasSuffix(header, raw) {
+			t.Errorf("BearerToken(%q) = %q, not the end of the header", header, raw)
+		}
+	})
+}
