@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"example.com/app/internal/testbin"
+)
+
+// BenchmarkStartToReady starts each binary and reports how long it takes
+// from exec to /readiness answering 200, and its resident memory once idle.
+// Targets: ≤ 35 ms to ready, ≤ 8 MiB idle RSS.
+func BenchmarkStartToReady(b *testing.B) {
+	for _, name := range []string{"auth", "hello", "monolith"} {
+		b.Run(name, func(b *testing.B) {
+			var total time.Duration
+			var rss, anon float64
+			n := 0
+			for b.Loop() {
+				p := testbin.Start(b, bins[name], env())
+				total += p.WaitReady(b)
+				b.StopTimer()
+				time.Sleep(500 * time.Millisecond) // idle
+				r, a := memory(b, p.PID())
+				rss += r
+				anon += a
+				n++
+				p.Signal(b, 15)
+				p.Wait(b, 10*time.Second)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(n), "ms-to-ready")
+			b.ReportMetric(rss/float64(n), "idle-RSS-MiB")
+			b.ReportMetric(anon/float64(n), "idle-anon-MiB")
+		})
+	}
+}
+
+// memory returns a process's resident memory and the anonymous part of it
+// (heap and stacks, as opposed to the binary's mapped pages), in MiB.
+func memory(b *testing.B, pid int) (rss, anon float64) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		switch k {
+		case "VmRSS":
+			rss = kb / 1024
+		case "RssAnon":
+			anon = kb / 1024
+		}
+	}
+	return rss, anon
+}
