@@ -42,7 +42,8 @@ type Metrics struct {
 	logins     *prometheus.CounterVec
 	rejections *prometheus.CounterVec
 
-	series sync.Map // seriesKey → *series: label look-ups cached off the hot path
+	mu     sync.RWMutex
+	series map[seriesKey]*series // label look-ups cached off the hot path
 }
 
 type seriesKey struct {
@@ -69,7 +70,8 @@ func New(b Build, tokenReasons []string) *Metrics {
 	r := prometheus.WrapRegistererWith(prometheus.Labels{"service": b.Service}, reg)
 
 	m := &Metrics{
-		reg: reg,
+		reg:    reg,
+		series: make(map[seriesKey]*series),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "http_requests_total",
 			Help: "HTTP requests answered, by route template, method and status code.",
@@ -117,29 +119,41 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Start counts a request as in flight; call the returned function when it is done.
-func (m *Metrics) Start() (done func()) {
-	m.inFlight.Inc()
-	return m.inFlight.Dec
-}
+// RequestStarted counts a request as in flight until RequestFinished.
+func (m *Metrics) RequestStarted() { m.inFlight.Inc() }
 
-// ObserveRequest counts a finished request. An empty route means the request
-// matched no route.
-func (m *Metrics) ObserveRequest(route, method string, code int, d time.Duration) {
+// RequestFinished counts a finished request. An empty route means the
+// request matched no route.
+func (m *Metrics) RequestFinished(route, method string, code int, d time.Duration) {
+	m.inFlight.Dec()
 	if route == "" {
 		route = Unmatched
 	}
-	k := seriesKey{route, normalizeMethod(method), code}
-	s, ok := m.series.Load(k)
-	if !ok {
-		s, _ = m.series.LoadOrStore(k, &series{
-			requests: m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(code)),
-			duration: m.durations.WithLabelValues(k.route, k.method),
-		})
+	s := m.seriesFor(seriesKey{route, normalizeMethod(method), code})
+	s.requests.Inc()
+	s.duration.Observe(d.Seconds())
+}
+
+// seriesFor returns the counter and histogram of k's labels, looked up in a
+// plain map: WithLabelValues would hash and format the labels every time.
+func (m *Metrics) seriesFor(k seriesKey) *series {
+	m.mu.RLock()
+	s, ok := m.series[k]
+	m.mu.RUnlock()
+	if ok {
+		return s
 	}
-	ss := s.(*series)
-	ss.requests.Inc()
-	ss.duration.Observe(d.Seconds())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.series[k]; ok {
+		return s
+	}
+	s = &series{
+		requests: m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(k.code)),
+		duration: m.durations.WithLabelValues(k.route, k.method),
+	}
+	m.series[k] = s
+	return s
 }
 
 // Login counts a login attempt with one of the Login* outcomes.

@@ -12,7 +12,8 @@ import (
 
 func TestLint(t *testing.T) {
 	m := metrics.New(metrics.Build{Service: "hello", Version: "1.0.0", Commit: "abc"}, []string{"expired"})
-	m.ObserveRequest("/secure", "GET", 200, time.Millisecond)
+	m.RequestStarted()
+	m.RequestFinished("/secure", "GET", 200, time.Millisecond)
 	problems, err := testutil.GatherAndLint(m.Registry())
 	if err != nil {
 		t.Fatal(err)
@@ -24,10 +25,14 @@ func TestLint(t *testing.T) {
 
 func TestExposition(t *testing.T) {
 	m := metrics.New(metrics.Build{Service: "hello", Version: "1.0.0", Commit: "abc"}, []string{"expired"})
-	m.ObserveRequest("/secure", "GET", 200, time.Millisecond)
-	m.ObserveRequest("/secure", "BREW", 200, time.Millisecond)
-	m.ObserveRequest("", "GET", 404, time.Millisecond)
-	done := m.Start()
+	for _, r := range []struct {
+		route, method string
+		code          int
+	}{{"/secure", "GET", 200}, {"/secure", "BREW", 200}, {"", "GET", 404}} {
+		m.RequestStarted()
+		m.RequestFinished(r.route, r.method, r.code, time.Millisecond)
+	}
+	m.RequestStarted() // one still in flight
 	want := `
 # HELP app_build_info Always 1; the labels say which build is running.
 # TYPE app_build_info gauge
@@ -49,7 +54,6 @@ token_rejections_total{reason="missing",service="hello"} 0
 		"app_build_info", "http_requests_in_flight", "http_requests_total", "token_rejections_total"); err != nil {
 		t.Error(err)
 	}
-	done()
 	if n, err := testutil.GatherAndCount(m.Registry(), "login_attempts_total"); err != nil || n != 6 {
 		t.Errorf("login_attempts_total has %d series (%v), want 6: one per outcome, from the start", n, err)
 	}

@@ -138,28 +138,29 @@ func Observe(logger *zap.Logger, m *metrics.Metrics, server string) func(http.Ha
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			done := m.Start()
+			m.RequestStarted()
 			rec := &Recorder{ResponseWriter: w}
+			defer func() { // deferred: a handler that aborts with a panic is counted too
+				elapsed := time.Since(start)
+				if rec.Status == 0 {
+					rec.Status = http.StatusOK // what net/http sends for a handler that wrote nothing
+				}
+				m.RequestFinished(rec.Route, r.Method, rec.Status, elapsed)
+				if ce := logger.Check(zapcore.InfoLevel, "request"); ce != nil {
+					ce.Write(
+						zap.String("method", r.Method),
+						zap.String("route", rec.Route),
+						zap.String("path", r.URL.Path),
+						zap.Int("status", rec.Status),
+						zap.Int64("bytes", rec.Bytes),
+						zap.Duration("duration", elapsed),
+						zap.String("remote", r.RemoteAddr),
+						zap.String("request_id", first(w.Header()[RequestIDHeader])),
+						zap.String("user_agent", r.UserAgent()),
+					)
+				}
+			}()
 			next.ServeHTTP(rec, r)
-			done()
-			elapsed := time.Since(start)
-			if rec.Status == 0 {
-				rec.Status = http.StatusOK // what net/http sends for a handler that wrote nothing
-			}
-			m.ObserveRequest(rec.Route, r.Method, rec.Status, elapsed)
-			if ce := logger.Check(zapcore.InfoLevel, "request"); ce != nil {
-				ce.Write(
-					zap.String("method", r.Method),
-					zap.String("route", rec.Route),
-					zap.String("path", r.URL.Path),
-					zap.Int("status", rec.Status),
-					zap.Int64("bytes", rec.Bytes),
-					zap.Duration("duration", elapsed),
-					zap.String("remote", r.RemoteAddr),
-					zap.String("request_id", first(w.Header()[RequestIDHeader])),
-					zap.String("user_agent", r.UserAgent()),
-				)
-			}
 		})
 	}
 }
