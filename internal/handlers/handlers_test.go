@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 
 	"example.com/app/internal/handlers"
 	"example.com/app/internal/limit"
@@ -30,6 +31,20 @@ type fixture struct {
 	limits  *handlers.LoginLimits
 }
 
+// users has the demo user, user/password, hashed at bcrypt's lowest cost so
+// that the tests' many logins stay fast under the race detector.
+var users = func() *user.Store {
+	h, err := bcrypt.GenerateFromPassword([]byte("password"), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	s, err := user.Parse(strings.NewReader("user:" + string(h) + ":user@example.com\n"))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
 // newAPI builds the monolith's routes from the handlers, as the binaries do.
 func newAPI(t *testing.T) fixture {
 	t.Helper()
@@ -39,9 +54,13 @@ func newAPI(t *testing.T) fixture {
 	}
 	m := metrics.New(metrics.Build{Service: "test", Version: "1.0.0", Commit: "abc"}, token.Reasons)
 	limits := handlers.DefaultLoginLimits([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	// The same limits as the default, but with no refill during the test:
+	// bcrypt under -race is slow enough for a 6-second refill to matter.
+	limits.Clients = limit.NewKeyed(10, time.Hour, 10_000)
+	limits.Users = limit.NewKeyed(5, time.Hour, 10_000)
 	r := mux.NewRouter()
 	r.Handle("/", handlers.Hello()).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/login", handlers.Login(zap.NewNop(), user.Demo(), signer, limits, m)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/login", handlers.Login(zap.NewNop(), users, signer, limits, m)).Methods(http.MethodGet, http.MethodPost)
 	r.Handle("/secure", handlers.RequireToken(signer, m, handlers.Hello())).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/version", handlers.Version(handlers.Build{Service: "test", Version: "1.0.0", Commit: "abc"})).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = handlers.NotFound()
