@@ -10,13 +10,23 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 BINARIES := auth hello monolith
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
+# Images: $(REGISTRY)/<binary>:$(VERSION), for every platform in PLATFORMS.
+# The Kubernetes manifests name the same registry (kubernetes/kustomization.yaml).
+CONTAINER_ENGINE ?= docker
+REGISTRY         ?= ghcr.io/example/app
+PLATFORMS        ?= linux/amd64,linux/arm64
+REVISION         ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE           ?= https://example.com/app
+IMAGE_ARGS        = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg SOURCE=$(SOURCE)
+comma := ,
+
 # govulncheck runs offline against the Go vulnerability database, which the
 # module proxy serves as the module golang.org/x/vulndb.
 GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench lint vulncheck clean
+.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +55,40 @@ vulncheck: ## report known vulnerabilities in the code's call graph (offline dat
 	@db=$$(go mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
 	test -n "$$db" || { echo "could not download golang.org/x/vulndb@$(VULNDB_VERSION)"; exit 1; }; \
 	go run golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) -db "file://$$db/data/osv" ./...
+
+build-linux: ## cross-compile static binaries into bin/linux-ARCH/ for each of PLATFORMS
+	for arch in $(subst linux/,,$(subst $(comma), ,$(PLATFORMS))); do \
+		for b in $(BINARIES); do \
+			CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -ldflags "$(LDFLAGS)" -o bin/linux-$$arch/$$b ./$$b || exit; \
+		done; \
+	done
+
+# podman makes one manifest list per image (--layers=false avoids
+# podman#19757). docker needs the containerd image store to load several
+# platforms; otherwise use PLATFORMS=linux/amd64.
+images: build-linux ## build $(REGISTRY)/{auth,hello,monolith}:$(VERSION) for PLATFORMS with $(CONTAINER_ENGINE)
+	for b in $(BINARIES); do \
+		image=$(REGISTRY)/$$b:$(VERSION); \
+		if [ "$(CONTAINER_ENGINE)" = podman ]; then \
+			podman manifest rm $$image >/dev/null 2>&1; \
+			podman build --layers=false --platform $(PLATFORMS) --manifest $$image $(IMAGE_ARGS) -f dockerfiles/$$b.Dockerfile . || exit; \
+		else \
+			docker buildx build --platform $(PLATFORMS) --load -t $$image $(IMAGE_ARGS) -f dockerfiles/$$b.Dockerfile . || exit; \
+		fi; \
+	done
+
+push: images ## push the images (a multi-arch manifest list each) to $(REGISTRY)
+	for b in $(BINARIES); do \
+		image=$(REGISTRY)/$$b:$(VERSION); \
+		if [ "$(CONTAINER_ENGINE)" = podman ]; then \
+			podman manifest push --all $$image docker://$$image || exit; \
+		else \
+			docker buildx build --platform $(PLATFORMS) --push -t $$image $(IMAGE_ARGS) -f dockerfiles/$$b.Dockerfile . || exit; \
+		fi; \
+	done
+
+test-containers: ## build the images with podman, check them, and roll hello 1.0.0 -> 2.0.0 under load through nginx
+	CONTAINER_TESTS=1 go test -count=1 -v -timeout 10m ./test/containers
 
 clean: ## remove build output
 	rm -rf bin

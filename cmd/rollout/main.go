@@ -1,0 +1,161 @@
+// Command rollout watches a rolling update under load: it sends requests at a
+// steady rate and prints, once a second, how many failed and which versions
+// answered, then a summary. It exits 1 if any request failed, 2 for bad flags.
+//
+//	rollout -url https://HOST/version [-rate 200] [-concurrency 16] [-duration 60s]
+//	        [-cacert ca.pem | -insecure] [-login user:password] [-timeout 2s]
+//
+// With -login it logs in once (POST /login on the same host, HTTP Basic) and
+// sends the token as "Authorization: Bearer …" to -url, typically /secure.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"example.com/app/internal/rollout"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	var usage usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &usage):
+		fmt.Fprintf(os.Stderr, "rollout: %v\n", err)
+		os.Exit(2)
+	case errors.Is(err, errFailed):
+		os.Exit(1) // the summary has said how many
+	default:
+		fmt.Fprintf(os.Stderr, "rollout: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// errFailed is returned by run when some requests failed.
+var errFailed = errors.New("some requests failed")
+
+// usageError is a bad flag or argument: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// run is main with the process's globals passed in, so tests can call it.
+// The attack stops early when ctx is cancelled; the summary is still printed.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("url", "", "`URL` to send GET requests to, e.g. https://HOST/version (required)")
+	rate := fs.Int("rate", 200, "requests per second")
+	concurrency := fs.Uint64("concurrency", 16, "initial number of workers; more are added when all are busy")
+	duration := fs.Duration("duration", 60*time.Second, "how long to send requests; 0 means until interrupted")
+	timeout := fs.Duration("timeout", 2*time.Second, "per-request timeout")
+	caCert := fs.String("cacert", "", "PEM `file` of the CA to trust instead of the system roots")
+	insecure := fs.Bool("insecure", false, "do not verify the server's TLS certificate")
+	login := fs.String("login", "", "`user:password` to log in with at /login on the same host; the token is sent as a Bearer token")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usagef("unexpected arguments %q", fs.Args())
+	case *target == "":
+		return usagef("-url is required")
+	case *rate <= 0:
+		return usagef("-rate %d: must be positive", *rate)
+	case *concurrency == 0:
+		return usagef("-concurrency 0: must be positive")
+	case *duration < 0:
+		return usagef("-duration %s: must not be negative", *duration)
+	case *timeout <= 0:
+		return usagef("-timeout %s: must be positive", *timeout)
+	case *caCert != "" && *insecure:
+		return usagef("-cacert and -insecure exclude each other")
+	}
+	u, err := url.Parse(*target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("-url %q: want http://HOST/PATH or https://HOST/PATH", *target)
+	}
+	user, password, hasLogin := strings.Cut(*login, ":")
+	if *login != "" && (!hasLogin || user == "") {
+		return usagef("-login: want user:password")
+	}
+
+	tlsConfig, err := newTLSConfig(*caCert, *insecure)
+	if err != nil {
+		return err
+	}
+	if *insecure {
+		fmt.Fprintln(stderr, "rollout: warning: -insecure: the server's TLS certificate is not verified")
+	}
+	transport := rollout.NewTransport(tlsConfig)
+
+	header := http.Header{}
+	if *login != "" {
+		loginURL, err := rollout.LoginURL(*target)
+		if err != nil {
+			return err
+		}
+		token, err := rollout.Login(ctx, &http.Client{Transport: transport, Timeout: *timeout}, loginURL, user, password)
+		if err != nil {
+			return err
+		}
+		header.Set("Authorization", "Bearer "+token)
+		fmt.Fprintf(stdout, "logged in at %s as %q\n", loginURL, user)
+	}
+
+	rep, err := rollout.Run(ctx, stdout, rollout.Options{
+		URL:       *target,
+		Rate:      *rate,
+		Workers:   *concurrency,
+		Duration:  *duration,
+		Timeout:   *timeout,
+		Header:    header,
+		Transport: transport,
+	})
+	if err != nil {
+		return err
+	}
+	if rep.Failures.Total() > 0 {
+		return errFailed
+	}
+	return nil
+}
+
+// newTLSConfig returns nil (the system roots) unless caFile or insecure is set.
+func newTLSConfig(caFile string, insecure bool) (*tls.Config, error) {
+	switch {
+	case insecure:
+		return &tls.Config{InsecureSkipVerify: true}, nil // asked for with -insecure, and warned about
+	case caFile != "":
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("-cacert: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-cacert %s: no PEM certificate found", caFile)
+		}
+		return &tls.Config{RootCAs: pool}, nil
+	}
+	return nil, nil
+}

@@ -1,0 +1,215 @@
+package rollout_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"example.com/app/internal/rollout"
+)
+
+// attack runs rollout.Run against url at 50 requests/s for d and returns the
+// report; the output goes to the test log.
+func attack(t *testing.T, url string, d, timeout time.Duration) *rollout.Report {
+	t.Helper()
+	var out bytes.Buffer
+	rep, err := rollout.Run(t.Context(), &out, rollout.Options{
+		URL:      url,
+		Rate:     50,
+		Workers:  4,
+		Duration: d,
+		Timeout:  timeout,
+	})
+	t.Logf("output:\n%s", &out)
+	if err != nil {
+		t.Fatalf("Run(%s) error = %v", url, err)
+	}
+	return rep
+}
+
+func versionNames(rep *rollout.Report) []string {
+	var names []string
+	for _, v := range rep.Versions {
+		names = append(names, v.Version)
+	}
+	return names
+}
+
+func TestHealthy(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(rollout.VersionHeader, "1.0.0")
+		w.Write([]byte(`{"service":"hello","version":"1.0.0"}`))
+	}))
+	defer srv.Close()
+
+	rep := attack(t, srv.URL+"/version", 1200*time.Millisecond, time.Second)
+	if rep.Failures.Total() != 0 {
+		t.Errorf("failures = %+v, want none", rep.Failures)
+	}
+	if rep.Requests < 50 || rep.Requests > 70 { // 1.2 s at 50/s
+		t.Errorf("requests = %d, want about 60", rep.Requests)
+	}
+	if len(rep.Versions) != 1 || rep.Versions[0].Version != "1.0.0" || rep.Versions[0].Count != rep.Requests {
+		t.Errorf("versions = %+v, want 1.0.0 for all %d requests", rep.Versions, rep.Requests)
+	}
+	if len(rep.Seconds) < 1 || rep.Seconds[0].Requests < 40 {
+		t.Errorf("seconds = %+v, want a first second of about 50 requests", rep.Seconds)
+	}
+	if rep.P50 <= 0 || rep.P99 < rep.P50 || rep.Max < rep.P99 {
+		t.Errorf("latencies p50=%s p99=%s max=%s, want 0 < p50 <= p99 <= max", rep.P50, rep.P99, rep.Max)
+	}
+	if rep.Rate < 45 || rep.Rate > 55 {
+		t.Errorf("rate = %.1f/s, want about 50", rep.Rate)
+	}
+}
+
+func TestSomeRequestsFail(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(rollout.VersionHeader, "1.0.0")
+		switch n.Add(1) % 5 {
+		case 0:
+			http.Error(w, "boom", http.StatusInternalServerError)
+		case 1:
+			http.Error(w, "no", http.StatusUnauthorized)
+		}
+	}))
+	defer srv.Close()
+
+	rep := attack(t, srv.URL+"/version", time.Second, time.Second)
+	f := rep.Failures
+	if f.Status5xx == 0 || f.Status4xx == 0 {
+		t.Errorf("failures = %+v, want some 5xx and some 4xx", f)
+	}
+	if f.Connect+f.Timeout+f.Other != 0 {
+		t.Errorf("failures = %+v, want only 5xx and 4xx", f)
+	}
+	if got, want := f.Total(), rep.Requests*2/5; got < want-2 || got > want+2 {
+		t.Errorf("failed %d of %d requests, want about 2 in 5", got, rep.Requests)
+	}
+}
+
+func TestVersionChangesMidRun(t *testing.T) {
+	t.Parallel()
+	var v2 atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// No header: the version comes from the body.
+		if v2.Load() {
+			w.Write([]byte(`{"service":"hello","version":"2.0.0"}`))
+			return
+		}
+		w.Write([]byte(`{"service":"hello","version":"1.0.0"}`))
+	}))
+	defer srv.Close()
+	time.AfterFunc(500*time.Millisecond, func() { v2.Store(true) })
+
+	rep := attack(t, srv.URL+"/version", 1200*time.Millisecond, time.Second)
+	if got := strings.Join(versionNames(rep), " "); got != "1.0.0 2.0.0" {
+		t.Fatalf("versions = %q, want %q", got, "1.0.0 2.0.0")
+	}
+	old, new := rep.Versions[0], rep.Versions[1]
+	if old.Count < 15 || new.Count < 15 || old.Count+new.Count != rep.Requests {
+		t.Errorf("versions = %+v, want both about half of %d requests", rep.Versions, rep.Requests)
+	}
+	if old.Last > new.First+50*time.Millisecond {
+		t.Errorf("1.0.0 last seen at %s, 2.0.0 first seen at %s: want 1.0.0 to stop when 2.0.0 starts", old.Last, new.First)
+	}
+	if last := rep.Seconds[len(rep.Seconds)-1]; len(last.Versions) != 1 || last.Versions[0].Version != "2.0.0" {
+		t.Errorf("last second's versions = %+v, want only 2.0.0", last.Versions)
+	}
+}
+
+func TestServerClosedMidRun(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	time.AfterFunc(400*time.Millisecond, srv.Close)
+
+	rep := attack(t, srv.URL+"/version", time.Second, time.Second)
+	f := rep.Failures
+	if f.Connect < 20 { // the last 0.6 s of 1 s at 50/s
+		t.Errorf("failures = %+v, want about 30 connect errors", f)
+	}
+	if f.Timeout != 0 || f.Status5xx != 0 || f.Status4xx != 0 {
+		t.Errorf("failures = %+v, want no timeouts or status errors", f)
+	}
+	if len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0], "refused") {
+		t.Errorf("errors = %q, want a connection refused", rep.Errors)
+	}
+}
+
+func TestSlowServerTimesOut(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%2 == 0 {
+			select {
+			case <-time.After(2 * time.Second):
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	defer srv.Close()
+
+	start := time.Now()
+	rep := attack(t, srv.URL+"/version", time.Second, 200*time.Millisecond)
+	if elapsed := time.Since(start); elapsed > 1500*time.Millisecond {
+		t.Errorf("Run took %s, want about 1.2 s: the timeout should cut slow requests off", elapsed)
+	}
+	f := rep.Failures
+	if f.Timeout < 15 || f.Timeout > rep.Requests/2+2 {
+		t.Errorf("failures = %+v of %d requests, want about half timeouts", f, rep.Requests)
+	}
+	if f.Connect+f.Status5xx+f.Status4xx+f.Other != 0 {
+		t.Errorf("failures = %+v, want only timeouts", f)
+	}
+	// Open model: the slow half does not slow the sender down.
+	if rep.Rate < 45 {
+		t.Errorf("rate = %.1f/s, want about 50 despite the slow responses", rep.Rate)
+	}
+}
+
+func TestCancelStopsEarlyWithSummary(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(rollout.VersionHeader, "1.0.0")
+	}))
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	var out bytes.Buffer
+	start := time.Now()
+	rep, err := rollout.Run(ctx, &out, rollout.Options{URL: srv.URL, Rate: 50, Duration: time.Minute})
+	if err != nil {
+		t.Fatalf("Run error = %v", err)
+	}
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Errorf("Run took %s after a 300 ms context, want it to stop", elapsed)
+	}
+	if rep.Requests < 10 || rep.Failures.Total() != 0 {
+		t.Errorf("report: %d requests, failures %+v; want about 15 requests, none failed", rep.Requests, rep.Failures)
+	}
+	if !strings.Contains(out.String(), "summary:") || !strings.Contains(out.String(), "versions: 1.0.0=") {
+		t.Errorf("output:\n%s\nwant a summary with the versions", &out)
+	}
+}
+
+func TestRunRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	for _, o := range []rollout.Options{
+		{URL: "http://127.0.0.1:1/", Rate: 0},
+		{URL: "ftp://example.com/", Rate: 1},
+		{URL: "/version", Rate: 1},
+	} {
+		if _, err := rollout.Run(t.Context(), &bytes.Buffer{}, o); err == nil {
+			t.Errorf("Run(%+v) error = nil, want an error", o)
+		}
+	}
+}
