@@ -14,16 +14,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestRoutes(t *testing.T) {
 	s := servicetest.Start(t, auth(), nil)
 	servicetest.CheckRoutes(t, s.HTTP, []servicetest.Route{
-		{"GET", "/login", http.StatusOK},
-		{"POST", "/login", http.StatusOK},
-		{"DELETE", "/login", http.StatusMethodNotAllowed},
-		{"GET", "/version", http.StatusOK},
-		{"GET", "/", http.StatusNotFound},       // hello's
-		{"GET", "/secure", http.StatusNotFound}, // hello's
+		{Method: "GET", Path: "/login", Want: http.StatusOK},
+		{Method: "POST", Path: "/login", Want: http.StatusOK},
+		{Method: "DELETE", Path: "/login", Want: http.StatusMethodNotAllowed},
+		{Method: "GET", Path: "/version", Want: http.StatusOK},
+		{Method: "GET", Path: "/", Want: http.StatusNotFound},       // hello's
+		{Method: "GET", Path: "/secure", Want: http.StatusNotFound}, // hello's
 	})
 	servicetest.CheckRoutes(t, s.Health, []servicetest.Route{
-		{"GET", "/healthz", http.StatusOK},
-		{"GET", "/readiness", http.StatusOK},
-		{"GET", "/metrics", http.StatusOK},
+		{Method: "GET", Path: "/healthz", Want: http.StatusOK},
+		{Method: "GET", Path: "/readiness", Want: http.StatusOK},
+		{Method: "GET", Path: "/metrics", Want: http.StatusOK},
 	})
 }

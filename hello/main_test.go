@@ -14,17 +14,17 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestRoutes(t *testing.T) {
 	s := servicetest.Start(t, hello(), nil)
 	servicetest.CheckRoutes(t, s.HTTP, []servicetest.Route{
-		{"GET", "/", http.StatusOK},
-		{"HEAD", "/", http.StatusOK},
-		{"GET", "/secure", http.StatusUnauthorized},
-		{"GET", "/version", http.StatusOK},
-		{"GET", "/login", http.StatusNotFound}, // auth's
-		{"POST", "/", http.StatusMethodNotAllowed},
+		{Method: "GET", Path: "/", Want: http.StatusOK},
+		{Method: "HEAD", Path: "/", Want: http.StatusOK},
+		{Method: "GET", Path: "/secure", Want: http.StatusUnauthorized},
+		{Method: "GET", Path: "/version", Want: http.StatusOK},
+		{Method: "GET", Path: "/login", Want: http.StatusNotFound}, // auth's
+		{Method: "POST", Path: "/", Want: http.StatusMethodNotAllowed},
 	})
 	servicetest.CheckRoutes(t, s.Health, []servicetest.Route{
-		{"GET", "/healthz", http.StatusOK},
-		{"GET", "/readiness", http.StatusOK},
-		{"GET", "/metrics", http.StatusOK},
-		{"GET", "/", http.StatusNotFound},
+		{Method: "GET", Path: "/healthz", Want: http.StatusOK},
+		{Method: "GET", Path: "/readiness", Want: http.StatusOK},
+		{Method: "GET", Path: "/metrics", Want: http.StatusOK},
+		{Method: "GET", Path: "/", Want: http.StatusNotFound},
 	})
 }

@@ -15,19 +15,19 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestRoutes(t *testing.T) {
 	s := servicetest.Start(t, monolith(), map[string]string{"JWT_SECRET": ""}, "-dev")
 	servicetest.CheckRoutes(t, s.HTTP, []servicetest.Route{
-		{"GET", "/", http.StatusOK},
-		{"GET", "/login", http.StatusOK},
-		{"POST", "/login", http.StatusOK},
-		{"GET", "/secure", http.StatusUnauthorized},
-		{"GET", "/version", http.StatusOK},
-		{"PUT", "/version", http.StatusMethodNotAllowed},
-		{"GET", "/healthz", http.StatusNotFound}, // ops port only
+		{Method: "GET", Path: "/", Want: http.StatusOK},
+		{Method: "GET", Path: "/login", Want: http.StatusOK},
+		{Method: "POST", Path: "/login", Want: http.StatusOK},
+		{Method: "GET", Path: "/secure", Want: http.StatusUnauthorized},
+		{Method: "GET", Path: "/version", Want: http.StatusOK},
+		{Method: "PUT", Path: "/version", Want: http.StatusMethodNotAllowed},
+		{Method: "GET", Path: "/healthz", Want: http.StatusNotFound}, // ops port only
 	})
 	servicetest.CheckRoutes(t, s.Health, []servicetest.Route{
-		{"GET", "/healthz", http.StatusOK},
-		{"POST", "/healthz/status", http.StatusServiceUnavailable},
-		{"POST", "/healthz/status", http.StatusOK},
-		{"GET", "/readiness", http.StatusOK},
-		{"GET", "/metrics", http.StatusOK},
+		{Method: "GET", Path: "/healthz", Want: http.StatusOK},
+		{Method: "POST", Path: "/healthz/status", Want: http.StatusServiceUnavailable},
+		{Method: "POST", Path: "/healthz/status", Want: http.StatusOK},
+		{Method: "GET", Path: "/readiness", Want: http.StatusOK},
+		{Method: "GET", Path: "/metrics", Want: http.StatusOK},
 	})
 }

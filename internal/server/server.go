@@ -100,6 +100,14 @@ func Run(ctx context.Context, logger *zap.Logger, lc Lifecycle, servers ...Serve
 	if lc.Drain != nil {
 		lc.Drain()
 	}
+	// Close each kept-alive connection after its next answer. A proxy such
+	// as nginx pools connections, and a pooled connection goes on reaching
+	// this process after it has left the Service's endpoints; closing them
+	// now sends the proxy's next requests to the ready replicas, during the
+	// drain rather than at shutdown.
+	for _, srv := range https {
+		srv.SetKeepAlivesEnabled(false)
+	}
 	if serveErr == nil && lc.DrainFor > 0 {
 		logger.Info("draining: readiness fails, requests are still served", zap.Duration("for", lc.DrainFor))
 		time.Sleep(lc.DrainFor)

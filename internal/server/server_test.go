@@ -80,12 +80,16 @@ func TestGracefulShutdown(t *testing.T) {
 	if !drained.Load() {
 		t.Error("Drain not called right after cancel")
 	}
-	// Still serving while draining: new connections too.
-	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get("http://" + addr + "/")
+	// Still serving while draining, new connections too, but closing each
+	// connection after its answer so that proxies stop reusing it.
+	resp, err := client.Get("http://" + addr + "/")
 	if err != nil {
 		t.Fatalf("GET during the drain: %v, want it served", err)
 	}
 	resp.Body.Close()
+	if !resp.Close {
+		t.Error("answer during the drain keeps the connection alive, want Connection: close")
+	}
 	time.Sleep(400 * time.Millisecond) // past the drain: Shutdown waits for /slow
 	select {
 	case err := <-result:
