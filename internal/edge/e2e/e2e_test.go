@@ -1,0 +1,547 @@
+// Package e2e runs the real auth, hello and monolith binaries behind Debian's
+// nginx with the configs in nginx/, over real TLS: client → TLS → nginx →
+// service → JWT, as issue 3 lists. -short skips it.
+package e2e
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"example.com/app/internal/edge"
+	"example.com/app/internal/edge/edgetest"
+	"example.com/app/internal/testbin"
+)
+
+const secret = "edge-e2e-secret-0123456789abcdef0123" // 36 bytes
+
+// bins are the binaries built by TestMain: "auth", "hello", "monolith" at
+// version 1.0.0 and "hello-2" at 2.0.0.
+var bins = map[string]string{}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if testing.Short() {
+		fmt.Println("edge e2e: skipped with -short")
+		return 0
+	}
+	// Fail (or skip) before spending a minute on builds.
+	if _, err := edge.Find(); err != nil {
+		if os.Getenv("SKIP_E2E") == "1" && !edgetest.InCI() {
+			fmt.Println("edge e2e: skipped with SKIP_E2E=1:", err)
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "edge e2e: %v; set SKIP_E2E=1 to skip these tests\n", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "edge-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	for _, b := range []struct{ dir, version, suffix string }{{"v1", "1.0.0", ""}, {"v2", "2.0.0", "-2"}} {
+		pkgs := []string{"auth", "hello", "monolith"}
+		if b.version != "1.0.0" {
+			pkgs = []string{"hello"}
+		}
+		built, err := testbin.Build(dir+"/"+b.dir, "-X main.version="+b.version+" -X main.commit=edge-e2e", pkgs...)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for name, path := range built {
+			bins[name+b.suffix] = path
+		}
+	}
+	return m.Run()
+}
+
+// env is a service's whole environment: the shared key and quick shutdowns.
+func env(extra ...string) []string {
+	return append([]string{"JWT_SECRET=" + secret, "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}, extra...)
+}
+
+func start(t *testing.T, name string, environ []string, args ...string) *testbin.Process {
+	t.Helper()
+	p := testbin.Start(t, bins[name], environ, args...)
+	p.WaitReady(t)
+	return p
+}
+
+// stack is auth and hello behind nginx with frontend.conf.
+type stack struct {
+	auth, hello *testbin.Process
+	edge        *edgetest.Edge
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	s := &stack{auth: start(t, "auth", env()), hello: start(t, "hello", env())}
+	s.edge = startFrontend(t, []string{s.auth.HTTP}, []string{s.hello.HTTP})
+	return s
+}
+
+// startFrontend runs frontend.conf rendered as in Kubernetes, with the
+// Services' addresses mapped to the given app ports.
+func startFrontend(t *testing.T, auth, hello []string) *edgetest.Edge {
+	t.Helper()
+	return edgetest.Start(t, edge.Render(edgetest.ReadConfig(t, "frontend.conf.template"), edge.Defaults), edgetest.Options{
+		Redirect:  true,
+		Upstreams: map[string][]string{"auth:80": auth, "hello:80": hello},
+	})
+}
+
+// TestThroughTheEdge is issue 3's tests 1 to 3: log in through the edge and
+// use the token; the redirect, TLS versions, headers and request IDs; and
+// the ops port out of reach.
+func TestThroughTheEdge(t *testing.T) {
+	s := startStack(t)
+	e := s.edge
+	tok := login(t, e)
+
+	t.Run("token", func(t *testing.T) {
+		forged := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"iss": "auth.service", "aud": "app", "sub": "user",
+			"iat": time.Now().Unix(), "nbf": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(),
+		})
+		forgedTok, err := forged.SignedString([]byte("not-the-secret-0123456789abcdef0123"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name, path, authorization string
+			want                      int
+			wantPod                   bool // a service answered, not nginx
+		}{
+			{"token from auth", "/secure", "Bearer " + tok, http.StatusOK, true},
+			{"no token", "/secure", "", http.StatusUnauthorized, true},
+			{"forged token", "/secure", "Bearer " + forgedTok, http.StatusUnauthorized, true},
+			{"tampered signature", "/secure", "Bearer " + tok[:len(tok)-4] + "abcd", http.StatusUnauthorized, true},
+			{"bad password", "/login", basicAuth("user", "wrong-guess-x1"), http.StatusUnauthorized, true},
+			{"no password", "/login", "", http.StatusUnauthorized, true},
+		}
+		for _, tt := range tests {
+			req := newRequest(t, "GET", e.URL+tt.path)
+			if tt.authorization != "" {
+				req.Header.Set("Authorization", tt.authorization)
+			}
+			a := call(t, e.Client, req)
+			if a.code != tt.want {
+				t.Errorf("%s: GET %s = %d %v, want %d", tt.name, tt.path, a.code, a.body, tt.want)
+			}
+			if tt.want == http.StatusOK && a.body["user"] != "user" {
+				t.Errorf("%s: GET %s = %v, want user \"user\"", tt.name, tt.path, a.body)
+			}
+			if tt.want == http.StatusUnauthorized && (a.header.Get("WWW-Authenticate") == "" || a.body["error"] == nil) {
+				t.Errorf("%s: GET %s = %v %v, want WWW-Authenticate and a JSON error", tt.name, tt.path, a.header, a.body)
+			}
+			checkSecurityHeaders(t, tt.name, a)
+		}
+	})
+
+	t.Run("routes", func(t *testing.T) {
+		tests := []struct {
+			path, service string
+			body          map[string]any
+		}{
+			{"/", "hello", map[string]any{"message": "Hello"}},
+			{"/version", "hello", map[string]any{"service": "hello", "version": "1.0.0", "commit": "edge-e2e"}},
+		}
+		for _, tt := range tests {
+			a := call(t, e.Client, newRequest(t, "GET", e.URL+tt.path))
+			for k, v := range tt.body {
+				if a.body[k] != v {
+					t.Errorf("GET %s = %d %v, want %s: %v", tt.path, a.code, a.body, k, v)
+				}
+			}
+			if a.header.Get("X-App-Version") != "1.0.0" || a.header.Get("X-Pod-Name") == "" || a.proto != 2 {
+				t.Errorf("GET %s: headers %v over HTTP/%d, want X-App-Version and X-Pod-Name from the service, over HTTP/2", tt.path, a.header, a.proto)
+			}
+			checkSecurityHeaders(t, "GET "+tt.path, a)
+		}
+		a := call(t, e.Client, newRequest(t, "GET", e.HTTPURL+"/secure?x=1"))
+		if a.code != http.StatusPermanentRedirect || a.header.Get("Location") != "https://localhost/secure?x=1" {
+			t.Errorf("GET %s/secure?x=1 = %d to %q, want 308 to https://localhost/secure?x=1", e.HTTPURL, a.code, a.header.Get("Location"))
+		}
+	})
+
+	t.Run("TLS versions", func(t *testing.T) {
+		for _, tt := range []struct {
+			version uint16
+			wantErr bool
+		}{{tls.VersionTLS11, true}, {tls.VersionTLS12, false}, {tls.VersionTLS13, false}} {
+			conn, err := tls.Dial("tcp", e.Addr, &tls.Config{RootCAs: e.CA, ServerName: "localhost", MinVersion: tt.version, MaxVersion: tt.version})
+			if err == nil {
+				conn.Close()
+			}
+			if (err != nil) != tt.wantErr {
+				t.Errorf("handshake at %s: error = %v, want error %v", tls.VersionName(tt.version), err, tt.wantErr)
+			}
+		}
+	})
+
+	t.Run("request ID end to end", func(t *testing.T) {
+		for _, sent := range []string{"", "edge-e2e-request-1"} {
+			req := newRequest(t, "GET", e.URL+"/secure")
+			req.Header.Set("Authorization", "Bearer "+tok)
+			if sent != "" {
+				req.Header.Set("X-Request-ID", sent)
+			}
+			a := call(t, e.Client, req)
+			id := a.header.Get("X-Request-ID")
+			if id == "" || sent != "" && id != sent {
+				t.Errorf("GET /secure with X-Request-ID %q: answered with %q", sent, id)
+				continue
+			}
+			entry := e.WaitLog(t, id)
+			if entry.String("upstream_addr") != s.hello.HTTP || entry.String("app_version") != "1.0.0" || entry.String("upstream_status") != "200" {
+				t.Errorf("nginx's log for request %s = %v, want it served by hello at %s with version 1.0.0", id, entry, s.hello.HTTP)
+			}
+			waitServiceLog(t, s.hello, id, "/secure")
+		}
+	})
+
+	t.Run("ops port out of reach", func(t *testing.T) {
+		for _, req := range []*http.Request{
+			newRequest(t, "GET", e.URL+"/metrics"),
+			newRequest(t, "GET", e.URL+"/healthz/status"),
+			newRequest(t, "POST", e.URL+"/healthz/status"),
+			newRequest(t, "POST", e.URL+"/readiness/status"),
+			newRequest(t, "GET", e.URL+"/readiness"),
+		} {
+			a := call(t, e.Client, req)
+			if a.code != http.StatusNotFound || a.body["error"] == nil || strings.Contains(a.raw, "# HELP") {
+				t.Errorf("%s %s through the edge = %d %q, want the app port's JSON 404", req.Method, req.URL.Path, a.code, a.raw)
+			}
+		}
+		// The POSTs flipped nothing: both services are still ready.
+		for name, p := range map[string]*testbin.Process{"auth": s.auth, "hello": s.hello} {
+			resp, err := http.Get("http://" + p.Health + "/readiness")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s /readiness after the POSTs through the edge = %d, want 200", name, resp.StatusCode)
+			}
+		}
+		// nginx's own /healthz answers, though.
+		if a := call(t, e.Client, newRequest(t, "GET", e.URL+"/healthz")); a.code != http.StatusOK || a.raw != "ok\n" {
+			t.Errorf("GET /healthz = %d %q, want nginx's 200 ok", a.code, a.raw)
+		}
+	})
+}
+
+// TestSecureMonolith is test 4: the monolith behind proxy.conf, the
+// secure-monolith pod's sidecar.
+func TestSecureMonolith(t *testing.T) {
+	m := start(t, "monolith", env())
+	e := edgetest.Start(t, edgetest.ReadConfig(t, "proxy.conf"), edgetest.Options{
+		Upstreams: map[string][]string{"127.0.0.1:8080": {m.HTTP}},
+	})
+	tok := login(t, e)
+	req := newRequest(t, "GET", e.URL+"/secure")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	a := call(t, e.Client, req)
+	if a.code != http.StatusOK || a.body["user"] != "user" || a.header.Get("X-App-Version") != "1.0.0" {
+		t.Errorf("GET /secure through proxy.conf = %d %v %v, want 200 for user from version 1.0.0", a.code, a.header, a.body)
+	}
+	checkSecurityHeaders(t, "GET /secure", a)
+	if a := call(t, e.Client, newRequest(t, "GET", e.URL+"/version")); a.body["service"] != "monolith" {
+		t.Errorf("GET /version through proxy.conf = %d %v, want the monolith", a.code, a.body)
+	}
+	if a := call(t, e.Client, newRequest(t, "GET", e.URL+"/metrics")); a.code != http.StatusNotFound {
+		t.Errorf("GET /metrics through proxy.conf = %d, want 404: the ops port is not proxied", a.code)
+	}
+	waitServiceLog(t, m, a.header.Get("X-Request-ID"), "/secure")
+}
+
+// TestZeroDowntimeRestart is test 5: two hello instances behind the edge
+// under load; one is stopped and replaced by version 2.0.0 on the same
+// address. No request may fail, and both versions must answer.
+func TestZeroDowntimeRestart(t *testing.T) {
+	const (
+		clients  = 8
+		duration = 10 * time.Second
+		drain    = 3 * time.Second // SHUTDOWN_DRAIN: shorter than the default 5s, to fit the run
+	)
+	helloEnv := env("SHUTDOWN_DRAIN=" + drain.String())
+	auth := start(t, "auth", env())
+	old, other := start(t, "hello", helloEnv), start(t, "hello", helloEnv)
+	e := startFrontend(t, []string{auth.HTTP}, []string{old.HTTP, other.HTTP})
+
+	var (
+		mu       sync.Mutex
+		versions = map[string]int{}
+		failures []string
+		total    atomic.Int64
+	)
+	stop := time.Now().Add(duration)
+	var wg sync.WaitGroup
+	for range clients {
+		// Each client has its own connection, as separate clients would.
+		c := &http.Client{
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.CA}, ForceAttemptHTTP2: true},
+			Timeout:   5 * time.Second,
+		}
+		wg.Go(func() {
+			defer c.CloseIdleConnections()
+			for time.Now().Before(stop) {
+				total.Add(1)
+				v, err := version(c, e.URL+"/version")
+				mu.Lock()
+				if err != nil {
+					failures = append(failures, err.Error())
+				} else {
+					versions[v]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+
+	time.Sleep(duration / 5)
+	restartAt := time.Now()
+	old.Signal(t, syscall.SIGTERM)
+	if code := old.Wait(t, drain+10*time.Second); code != 0 {
+		t.Errorf("hello after SIGTERM exited %d, want 0", code)
+	}
+	stopped := time.Since(restartAt)
+	start(t, "hello-2", helloEnv, "-http="+old.HTTP)
+	t.Logf("hello at %s: SIGTERM, exited after %v, version 2.0.0 ready %v later",
+		old.HTTP, stopped.Round(time.Millisecond), (time.Since(restartAt) - stopped).Round(time.Millisecond))
+	wg.Wait()
+
+	// Requests nginx sent to a second upstream after the first failed: what
+	// max_fails=0 and proxy_next_upstream are for.
+	retried := 0
+	for _, entry := range e.AccessLog(t) {
+		if strings.Contains(entry.String("upstream_addr"), ",") {
+			retried++
+		}
+	}
+	report := fmt.Sprintf("zero-downtime restart: %d requests from %d clients in %v, %d failed, %d retried by nginx on the other instance; versions answered: %v",
+		total.Load(), clients, duration, len(failures), retried, versions)
+	t.Log(report)
+	fmt.Println(report) // for CI logs with -v
+	if len(failures) > 0 {
+		t.Errorf("%d of %d requests failed during the restart, want none; first: %q", len(failures), total.Load(), failures[:min(5, len(failures))])
+	}
+	if versions["1.0.0"] == 0 || versions["2.0.0"] == 0 || len(versions) != 2 {
+		t.Errorf("versions answered %v, want both 1.0.0 and 2.0.0 and no other", versions)
+	}
+	if t.Failed() {
+		t.Logf("nginx error log:\n%s", e.ErrorLog())
+	}
+}
+
+// TestUpstreamDown is test 6: with a service stopped, the edge answers a
+// clean JSON 502, not nginx's HTML page.
+func TestUpstreamDown(t *testing.T) {
+	s := startStack(t)
+	for name, p := range map[string]*testbin.Process{"auth": s.auth, "hello": s.hello} {
+		p.Signal(t, syscall.SIGTERM)
+		if code := p.Wait(t, 10*time.Second); code != 0 {
+			t.Errorf("%s after SIGTERM exited %d, want 0", name, code)
+		}
+	}
+	for _, req := range []*http.Request{newRequest(t, "GET", s.edge.URL+"/"), newRequest(t, "POST", s.edge.URL+"/login")} {
+		a := call(t, s.edge.Client, req)
+		if a.code != http.StatusBadGateway && a.code != http.StatusServiceUnavailable ||
+			a.header.Get("Content-Type") != "application/json" || a.body["error"] == nil {
+			t.Errorf("%s %s with the service down = %d %q %q, want a JSON 502 or 503", req.Method, req.URL.Path, a.code, a.header.Get("Content-Type"), a.raw)
+		}
+		checkSecurityHeaders(t, req.Method+" "+req.URL.Path+" with the service down", a)
+	}
+}
+
+// TestEdgeOverhead measures GET /secure through the edge (TLS, HTTP/2) and
+// directly against hello (plain HTTP/1.1) with the same load, and logs
+// requests per second and latency quantiles.
+func TestEdgeOverhead(t *testing.T) {
+	const (
+		clients  = 8
+		duration = 3 * time.Second
+	)
+	s := startStack(t)
+	tok := login(t, s.edge)
+	for _, target := range []struct {
+		name, url string
+		client    func() *http.Client
+	}{
+		{"through the edge", s.edge.URL + "/secure", func() *http.Client {
+			return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.edge.CA}, ForceAttemptHTTP2: true}, Timeout: 5 * time.Second}
+		}},
+		{"direct to hello", "http://" + s.hello.HTTP + "/secure", func() *http.Client {
+			return &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+		}},
+	} {
+		var (
+			mu        sync.Mutex
+			latencies []time.Duration
+			failed    int
+		)
+		stop := time.Now().Add(duration)
+		var wg sync.WaitGroup
+		for range clients {
+			c := target.client()
+			wg.Go(func() {
+				defer c.CloseIdleConnections()
+				for time.Now().Before(stop) {
+					req, _ := http.NewRequest("GET", target.url, nil)
+					req.Header.Set("Authorization", "Bearer "+tok)
+					began := time.Now()
+					resp, err := c.Do(req)
+					ok := err == nil && resp.StatusCode == http.StatusOK
+					if err == nil {
+						io.Copy(io.Discard, resp.Body) //nolint:errcheck // measuring only
+						resp.Body.Close()
+					}
+					took := time.Since(began)
+					mu.Lock()
+					latencies = append(latencies, took)
+					if !ok {
+						failed++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		slices.Sort(latencies)
+		q := func(p float64) time.Duration {
+			return latencies[int(p*float64(len(latencies)-1))].Round(10 * time.Microsecond)
+		}
+		report := fmt.Sprintf("GET /secure %s: %d clients for %v: %.0f requests/s, p50 %v, p99 %v, %d failed",
+			target.name, clients, duration, float64(len(latencies))/duration.Seconds(), q(0.50), q(0.99), failed)
+		t.Log(report)
+		fmt.Println(report)
+		if failed > 0 {
+			t.Errorf("%s: %d of %d requests failed, want none", target.name, failed, len(latencies))
+		}
+	}
+}
+
+// login logs in as the demo user through e and returns the token.
+func login(t *testing.T, e *edgetest.Edge) string {
+	t.Helper()
+	req := newRequest(t, "POST", e.URL+"/login")
+	req.SetBasicAuth("user", "password")
+	a := call(t, e.Client, req)
+	tok, _ := a.body["token"].(string)
+	if a.code != http.StatusOK || tok == "" {
+		t.Fatalf("POST /login through the edge = %d %v, want 200 with a token", a.code, a.body)
+	}
+	return tok
+}
+
+// version returns the version in a /version answer, or why there is none.
+func version(c *http.Client, url string) (string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct{ Version string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return "", fmt.Errorf("status %d: decoding: %w", resp.StatusCode, err)
+	}
+	if resp.StatusCode != http.StatusOK || body.Version == "" {
+		return "", fmt.Errorf("status %d, version %q", resp.StatusCode, body.Version)
+	}
+	return body.Version, nil
+}
+
+// waitServiceLog waits for p's request log line with request_id id, which
+// shows the same ID passed from nginx to the service.
+func waitServiceLog(t *testing.T, p *testbin.Process, id, route string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; { // the services flush their logs every second
+		for _, entry := range p.LogEntries("request") {
+			if entry["request_id"] == id {
+				if entry["route"] != route {
+					t.Errorf("service log for request %s = %v, want route %s", id, entry, route)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no service log line with request_id %q:\n%s", id, p.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var securityHeaders = []string{"Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "Content-Security-Policy"}
+
+// checkSecurityHeaders checks that the headers are there, once each; their
+// values are checked in package edge.
+func checkSecurityHeaders(t *testing.T, call string, a answer) {
+	t.Helper()
+	for _, k := range securityHeaders {
+		if n := len(a.header.Values(k)); n != 1 {
+			t.Errorf("%s (status %d): %d %s headers, want 1", call, a.code, n, k)
+		}
+	}
+}
+
+type answer struct {
+	code   int
+	proto  int
+	header http.Header
+	raw    string
+	body   map[string]any // decoded if JSON
+}
+
+func call(t *testing.T, c *http.Client, req *http.Request) answer {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading: %v", req.Method, req.URL, err)
+	}
+	a := answer{code: resp.StatusCode, proto: resp.ProtoMajor, header: resp.Header, raw: string(b)}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(b, &a.body); err != nil {
+			t.Errorf("%s %s: decoding %q: %v", req.Method, req.URL, b, err)
+		}
+	}
+	return a
+}
+
+func newRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func basicAuth(user, password string) string {
+	req, _ := http.NewRequest("GET", "/", nil)
+	req.SetBasicAuth(user, password)
+	return req.Header.Get("Authorization")
+}

@@ -1,0 +1,238 @@
+// Package edgetest runs nginx with the configs in nginx/ for tests, on
+// loopback ports with fresh certificates.
+//
+// Tests that need nginx fail without it, saying how to install it; a
+// developer may skip them with SKIP_E2E=1, which CI ignores.
+package edgetest
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"example.com/app/internal/certs"
+	"example.com/app/internal/edge"
+)
+
+// Binary returns the path of nginx. If there is none, the test fails with
+// how to install it, unless SKIP_E2E=1 outside CI, which skips it.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if os.Getenv("SKIP_E2E") == "1" {
+		if !InCI() {
+			t.Skip("SKIP_E2E=1: skipping a test that runs nginx")
+		}
+		t.Log("SKIP_E2E=1 is ignored in CI (CI is set)")
+	}
+	path, err := edge.Find()
+	if err != nil {
+		t.Fatalf("%v; set SKIP_E2E=1 to skip these tests", err)
+	}
+	return path
+}
+
+// InCI reports whether the CI environment variable says this is CI.
+func InCI() bool {
+	ci := os.Getenv("CI")
+	return ci != "" && ci != "false" && ci != "0"
+}
+
+// ReadConfig returns a file from the module's nginx/ directory, such as
+// "frontend.conf.template".
+func ReadConfig(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "nginx", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Options say how to run a config.
+type Options struct {
+	Redirect  bool                // the config has the plain-HTTP redirect listener
+	Upstreams map[string][]string // upstream servers to replace; see edge.Mapping
+}
+
+// Edge is a running nginx.
+type Edge struct {
+	URL     string         // https://localhost:port, the TLS listener
+	HTTPURL string         // http://localhost:port, the redirect listener, if any
+	Addr    string         // host:port of the TLS listener
+	CAFile  string         // the CA certificate that signed nginx's
+	CA      *x509.CertPool // the same, parsed
+	Client  *http.Client   // trusts CA, speaks HTTP/2, does not follow redirects
+
+	accessLog, errorLog *syncBuffer
+}
+
+// Start relocates site, a config from nginx/ (rendered if a template), to
+// free loopback ports and fresh certificates, checks it with nginx -t (no
+// warning allowed), and runs nginx until the test ends.
+func Start(t testing.TB, site string, opts Options) *Edge {
+	t.Helper()
+	bin := Binary(t)
+	tlsDir := filepath.Join(t.TempDir(), "tls")
+	b, err := certs.Generate(nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteDir(tlsDir, false); err != nil {
+		t.Fatal(err)
+	}
+	ca := x509.NewCertPool()
+	ca.AppendCertsFromPEM(b.CA)
+
+	// A free port may be taken between choosing and binding it: try again.
+	for attempt := 1; ; attempt++ {
+		e := &Edge{CAFile: filepath.Join(tlsDir, certs.CAFile), CA: ca, accessLog: &syncBuffer{}, errorLog: &syncBuffer{}}
+		m := edge.Mapping{HTTPS: FreeAddr(t), CertDir: tlsDir, Upstreams: opts.Upstreams}
+		e.Addr = m.HTTPS
+		e.URL = "https://localhost:" + port(m.HTTPS)
+		ready := []string{m.HTTPS}
+		if opts.Redirect {
+			m.HTTP = FreeAddr(t)
+			e.HTTPURL = "http://localhost:" + port(m.HTTP)
+			ready = append(ready, m.HTTP)
+		}
+		conf, err := edge.Relocate(site, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &edge.Nginx{Binary: bin, Dir: t.TempDir(), Site: conf, Stdout: e.accessLog, Stderr: e.errorLog}
+		if _, err := n.Test(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		p, err := n.Start(t.Context(), ready...)
+		if err != nil {
+			if attempt < 3 && strings.Contains(err.Error(), "in use") {
+				continue
+			}
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := p.Stop(10 * time.Second); err != nil {
+				t.Error(err)
+			}
+			if t.Failed() {
+				t.Logf("nginx error log:\n%s", e.errorLog)
+			}
+		})
+		tr := &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: ca},
+			ForceAttemptHTTP2: true,
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		e.Client = &http.Client{
+			Transport:     tr,
+			Timeout:       10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		return e
+	}
+}
+
+// LogEntry is one line of the access log, decoded.
+type LogEntry map[string]any
+
+// String returns the entry's field as a string, "" if missing.
+func (e LogEntry) String(field string) string {
+	switch v := e[field].(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return ""
+}
+
+// AccessLog returns the access log's entries so far. Each must be JSON.
+func (e *Edge) AccessLog(t testing.TB) []LogEntry {
+	t.Helper()
+	var entries []LogEntry
+	for line := range strings.Lines(e.accessLog.String()) {
+		var entry LogEntry
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("access log line %q is not JSON: %v", line, err)
+		}
+		entries = append(entries, entry)
+	}
+	return entries
+}
+
+// WaitLog returns the access log entry with request_id id, waiting up to
+// 5 s for nginx to write it (it does after answering).
+func (e *Edge) WaitLog(t testing.TB, id string) LogEntry {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		for _, entry := range e.AccessLog(t) {
+			if entry.String("request_id") == id {
+				return entry
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no access log entry with request_id %q; log:\n%s", id, e.accessLog)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ErrorLog returns nginx's error log so far.
+func (e *Edge) ErrorLog() string { return e.errorLog.String() }
+
+// FreeAddr returns a loopback address whose port is free at the moment: for
+// nginx, or for an upstream that is down.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close() // only choosing a number
+	return l.Addr().String()
+}
+
+// port returns the port of a host:port made by FreeAddr.
+func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
+
+// syncBuffer is a bytes.Buffer safe for a writer and readers at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
