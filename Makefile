@@ -26,7 +26,7 @@ GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers
+.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,8 +40,17 @@ build: ## build static binaries into bin/ (VERSION=2.0.0 for the rollout's secon
 run: build ## run the monolith in dev mode on :8080 (API) and :8081 (probes, metrics)
 	bin/monolith -dev -http :8080 -health :8081
 
-test: ## run every test, with the race detector
+test: ## run every test, with the race detector (the edge tests need nginx: apt-get install nginx)
 	go test -race -count=1 ./...
+
+edge-e2e: ## the end-to-end tests through real nginx, printing the measured figures
+	go test -count=1 -v ./internal/edge/e2e
+
+certs: ## write a CA and a localhost certificate into tls/ (FORCE=1 replaces them, HOSTS=a,b adds names)
+	go run ./cmd/certgen -out tls $(if $(FORCE),-force) $(if $(HOSTS),-hosts $(HOSTS))
+
+up: ## run auth and hello behind nginx on https://localhost:8443 (EDGE_PORT); Ctrl-C stops all
+	go run ./cmd/up
 
 bench: ## run the benchmarks and print their figures
 	go test -run '^$$' -bench . -benchmem ./...
