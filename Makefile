@@ -20,13 +20,17 @@ SOURCE           ?= https://example.com/app
 IMAGE_ARGS        = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg SOURCE=$(SOURCE)
 comma := ,
 
+# Kubernetes: the current kubectl context; NAMESPACE empty means its namespace.
+NAMESPACE          ?=
+KUBE_SCORE_VERSION := v1.20.0
+
 # govulncheck runs offline against the Go vulnerability database, which the
 # module proxy serves as the module golang.org/x/vulndb.
 GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e
+.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e secrets deploy undeploy test-k8s kube-score
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +46,13 @@ run: build ## run the monolith in dev mode on :8080 (API) and :8081 (probes, met
 
 test: ## run every test, with the race detector (the edge tests need nginx: apt-get install nginx)
 	go test -race -count=1 ./...
+	$(MAKE) test-k8s
+
+test-k8s: ## check the Kubernetes manifests offline, against the API types and the code (their own module)
+	cd kubernetes/check && go vet ./... && go mod tidy -diff && go test -count=1 ./...
+
+kube-score: ## install kube-score, which test-k8s runs on the manifests
+	go install github.com/zegl/kube-score/cmd/kube-score@$(KUBE_SCORE_VERSION)
 
 edge-e2e: ## the end-to-end tests through real nginx, printing the measured figures
 	go test -count=1 -v ./internal/edge/e2e
@@ -98,6 +109,15 @@ push: images ## push the images (a multi-arch manifest list each) to $(REGISTRY)
 
 test-containers: ## build the images with podman, check them, and roll hello 1.0.0 -> 2.0.0 under load through nginx
 	CONTAINER_TESTS=1 go test -count=1 -v -timeout 10m ./test/containers
+
+secrets: ## create or update the Secrets and ConfigMaps in the current kubectl context (a JWT key only if there is none)
+	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh secrets
+
+deploy: ## deploy auth, hello and the frontend ($(REGISTRY)/<service>:$(VERSION)) to the current kubectl context
+	NAMESPACE=$(NAMESPACE) REGISTRY=$(REGISTRY) VERSION=$(VERSION) kubernetes/deploy.sh deploy
+
+undeploy: ## delete what deploy made, with its Secrets and ConfigMaps
+	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh undeploy
 
 clean: ## remove build output
 	rm -rf bin

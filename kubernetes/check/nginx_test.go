@@ -1,0 +1,442 @@
+package check
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// directive is one nginx directive: its name, arguments and block, if any.
+type directive struct {
+	name  string
+	args  []string
+	block []directive
+}
+
+// parseNginx parses an nginx configuration: enough of the grammar for these
+// files (comments, quoted strings, blocks), not a validator.
+func parseNginx(src string) ([]directive, error) {
+	var tokens []string
+	for i := 0; i < len(src); {
+		switch c := src[i]; {
+		case c == '#':
+			for i < len(src) && src[i] != '\n' {
+				i++
+			}
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		case c == '{' || c == '}' || c == ';':
+			tokens = append(tokens, string(c))
+			i++
+		case c == '"' || c == '\'':
+			j := i + 1
+			for j < len(src) && src[j] != c {
+				if src[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			if j >= len(src) {
+				return nil, fmt.Errorf("unterminated string at byte %d", i)
+			}
+			tokens = append(tokens, "\x00"+src[i+1:j]) // quoted: never a brace or semicolon
+			i = j + 1
+		default:
+			j := i
+			for j < len(src) && !strings.ContainsRune(" \t\r\n{};#\"'", rune(src[j])) {
+				j++
+			}
+			tokens = append(tokens, src[i:j])
+			i = j
+		}
+	}
+	ds, rest, err := parseBlock(tokens)
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("unexpected %q", rest[0])
+	}
+	return ds, err
+}
+
+func parseBlock(tokens []string) ([]directive, []string, error) {
+	var ds []directive
+	var cur []string
+	for len(tokens) > 0 {
+		tok := tokens[0]
+		tokens = tokens[1:]
+		switch tok {
+		case ";":
+			if len(cur) == 0 {
+				return nil, nil, fmt.Errorf("empty directive")
+			}
+			ds = append(ds, directive{name: cur[0], args: cur[1:]})
+			cur = nil
+		case "{":
+			block, rest, err := parseBlock(tokens)
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(rest) == 0 || rest[0] != "}" {
+				return nil, nil, fmt.Errorf("block %v not closed", cur)
+			}
+			if len(cur) == 0 {
+				return nil, nil, fmt.Errorf("block without a name")
+			}
+			ds = append(ds, directive{name: cur[0], args: cur[1:], block: block})
+			cur = nil
+			tokens = rest[1:]
+		case "}":
+			return ds, append([]string{tok}, tokens...), nil
+		default:
+			cur = append(cur, strings.TrimPrefix(tok, "\x00"))
+		}
+	}
+	if len(cur) > 0 {
+		return nil, nil, fmt.Errorf("directive %v without ;", cur)
+	}
+	return ds, nil, nil
+}
+
+// walk calls f for every directive, depth first.
+func walk(ds []directive, f func(directive)) {
+	for _, d := range ds {
+		f(d)
+		walk(d.block, f)
+	}
+}
+
+func find(ds []directive, name string) []directive {
+	var out []directive
+	for _, d := range ds {
+		if d.name == name {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// nginxConfig is the configuration one nginx container runs: its files from
+// the ConfigMaps deploy.sh makes, rendered as the image renders templates.
+type nginxConfig struct {
+	source string // the file under nginx/
+	conf   []directive
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// nginxConfigOf loads and renders the config of an nginx container.
+func nginxConfigOf(t *testing.T, p pod, c corev1.Container, made created) []nginxConfig {
+	t.Helper()
+	var out []nginxConfig
+	for _, dir := range []string{"/etc/nginx/templates", "/etc/nginx/conf.d"} {
+		v, ok := mountOf(p, c, dir)
+		if !ok || v.ConfigMap == nil {
+			continue
+		}
+		keys := made["configmap/"+v.ConfigMap.Name]
+		for key, src := range keys {
+			if strings.HasSuffix(key, " size") {
+				continue
+			}
+			data, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatalf("%v: %v", p, err)
+			}
+			text := string(data)
+			if dir == "/etc/nginx/templates" {
+				text = renderTemplate(t, p, c, key, text)
+				// The image writes the rendered file to conf.d, which must
+				// be writable (the root filesystem is read-only) and hide
+				// the image's default.conf.
+				if cv, ok := mountOf(p, c, "/etc/nginx/conf.d"); !ok || cv.EmptyDir == nil {
+					t.Errorf("%v: container %s: templates without an emptyDir at /etc/nginx/conf.d", p, c.Name)
+				}
+			} else if !strings.HasSuffix(key, ".conf") {
+				t.Errorf("%v: key %s in conf.d: nginx includes only *.conf", p, key)
+			}
+			conf, err := parseNginx(text)
+			if err != nil {
+				t.Fatalf("%v: parsing %s: %v", p, src, err)
+			}
+			out = append(out, nginxConfig{source: src, conf: conf})
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%v: container %s: no nginx config from a ConfigMap at /etc/nginx/templates or /etc/nginx/conf.d", p, c.Name)
+	}
+	return out
+}
+
+// renderTemplate does what the nginx image's 20-envsubst-on-templates.sh
+// does: substitute the environment variables that match NGINX_ENVSUBST_FILTER.
+func renderTemplate(t *testing.T, p pod, c corev1.Container, key, text string) string {
+	t.Helper()
+	if !strings.HasSuffix(key, ".template") {
+		t.Errorf("%v: key %s in /etc/nginx/templates: the image renders only *.template", p, key)
+	}
+	filter, _ := envValue(c, "NGINX_ENVSUBST_FILTER")
+	re, err := regexp.Compile(filter)
+	if err != nil || filter == "" {
+		t.Errorf("%v: container %s: NGINX_ENVSUBST_FILTER %q: set it to a regexp of the variables to substitute (err %v)", p, c.Name, filter, err)
+		re = regexp.MustCompile(`^$`)
+	}
+	return envRef.ReplaceAllStringFunc(text, func(ref string) string {
+		name := envRef.FindStringSubmatch(ref)[1]
+		v, ok := envValue(c, name)
+		if !ok || !re.MatchString(name) {
+			t.Errorf("%v: container %s: the template uses ${%s}, which is not set or not matched by NGINX_ENVSUBST_FILTER", p, c.Name, name)
+		}
+		return v
+	})
+}
+
+func isNginx(c corev1.Container) bool {
+	repo, _ := splitImage(c.Image)
+	return strings.Contains(path.Base(repo), "nginx")
+}
+
+// TestNginx checks each nginx container against its own config: upstreams
+// are the Services (names and ports) or the pod's app container, it listens
+// on its declared ports, probes ask what it serves, the certificate is where
+// the tls-certs Secret is mounted, and the grace period covers the preStop
+// sleep plus the longest request nginx waits for.
+func TestNginx(t *testing.T) {
+	made := deployScriptCreates(t)
+	services := map[string][]*corev1.Service{}
+	for _, s := range ofType[*corev1.Service](objects(t)) {
+		services[s.v.Name] = append(services[s.v.Name], s.v)
+	}
+	n := 0
+	for _, p := range pods(t) {
+		for _, c := range p.spec.Containers {
+			if !isNginx(c) {
+				continue
+			}
+			n++
+			t.Run(p.file+"/"+c.Name, func(t *testing.T) {
+				var conf []directive
+				for _, nc := range nginxConfigOf(t, p, c, made) {
+					conf = append(conf, nc.conf...)
+				}
+				// nginx-unprivileged keeps its pid and temp files in /tmp;
+				// the root filesystem is read-only.
+				for _, dir := range []string{"/tmp", "/var/cache/nginx"} {
+					if v, ok := mountOf(p, c, dir); !ok || v.EmptyDir == nil {
+						t.Errorf("no emptyDir at %s: nginx cannot write there", dir)
+					}
+				}
+				checkUpstreams(t, p, conf, services)
+				listens := checkListens(t, c, conf)
+				checkNginxProbes(t, c, listens)
+				checkTLSFiles(t, p, c, conf, made)
+				checkNginxShutdown(t, p, c, conf)
+			})
+		}
+	}
+	if n < 2 {
+		t.Errorf("found %d nginx containers, want the frontend's and the secure monolith's", n)
+	}
+}
+
+func checkUpstreams(t *testing.T, p pod, conf []directive, services map[string][]*corev1.Service) {
+	t.Helper()
+	ups := find(conf, "upstream")
+	if len(ups) == 0 {
+		t.Fatal("no upstream blocks")
+	}
+	for _, up := range ups {
+		for _, srv := range find(up.block, "server") {
+			host, port, err := net.SplitHostPort(srv.args[0])
+			if err != nil {
+				t.Errorf("upstream %v: server %s: %v", up.args, srv.args[0], err)
+				continue
+			}
+			want := strings.TrimSuffix(up.args[0], "_app") // upstream hello_app -> Service hello
+			if host == "127.0.0.1" || host == "localhost" {
+				// The app container of the same pod, on its app port.
+				found := false
+				for _, c := range p.spec.Containers {
+					for _, cp := range c.Ports {
+						if strconv.Itoa(int(cp.ContainerPort)) == port {
+							found = true
+							if cp.Name != "http" || c.Name != want {
+								t.Errorf("upstream %s: %s is container %s's port %s, want container %s's http", up.args[0], srv.args[0], c.Name, cp.Name, want)
+							}
+						}
+					}
+				}
+				if !found {
+					t.Errorf("upstream %s: no container of the pod listens on %s", up.args[0], srv.args[0])
+				}
+				continue
+			}
+			if host != want {
+				t.Errorf("upstream %s: server %s, want the Service %s", up.args[0], host, want)
+			}
+			svcs := services[host]
+			if len(svcs) == 0 {
+				t.Errorf("upstream %s: no Service named %s", up.args[0], host)
+			}
+			for _, s := range svcs {
+				ok := false
+				for _, sp := range s.Spec.Ports {
+					if strconv.Itoa(int(sp.Port)) == port {
+						ok = true
+						if sp.TargetPort.String() != "http" {
+							t.Errorf("upstream %s: Service %s port %s goes to %s, want the app port http", up.args[0], host, port, sp.TargetPort.String())
+						}
+					}
+				}
+				if !ok {
+					t.Errorf("upstream %s: Service %s has no port %s", up.args[0], host, port)
+				}
+			}
+		}
+	}
+}
+
+// listen is one server block's listening port.
+type listen struct {
+	port      string
+	ssl       bool
+	locations []string // exact-match locations: "= /healthz"
+}
+
+func checkListens(t *testing.T, c corev1.Container, conf []directive) []listen {
+	t.Helper()
+	var out []listen
+	for _, srv := range find(conf, "server") {
+		var locs []string
+		for _, l := range find(srv.block, "location") {
+			locs = append(locs, strings.Join(l.args, " "))
+		}
+		for _, l := range find(srv.block, "listen") {
+			out = append(out, listen{port: l.args[0], ssl: slices.Contains(l.args, "ssl"), locations: locs})
+		}
+	}
+	for _, l := range out {
+		found := false
+		for _, cp := range c.Ports {
+			found = found || strconv.Itoa(int(cp.ContainerPort)) == l.port
+		}
+		if !found {
+			t.Errorf("nginx listens on %s, which the container does not declare", l.port)
+		}
+	}
+	for _, cp := range c.Ports {
+		found := false
+		for _, l := range out {
+			found = found || strconv.Itoa(int(cp.ContainerPort)) == l.port
+		}
+		if !found {
+			t.Errorf("container port %s (%d): nginx does not listen there", cp.Name, cp.ContainerPort)
+		}
+		if (cp.Name == "https") != slices.ContainsFunc(out, func(l listen) bool { return l.ssl && l.port == strconv.Itoa(int(cp.ContainerPort)) }) {
+			t.Errorf("container port %s (%d): want TLS exactly on the port named https", cp.Name, cp.ContainerPort)
+		}
+	}
+	return out
+}
+
+func checkNginxProbes(t *testing.T, c corev1.Container, listens []listen) {
+	t.Helper()
+	for kind, pr := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		if pr == nil || pr.HTTPGet == nil {
+			continue
+		}
+		cp, _, _ := containerPortOf(c, pr.HTTPGet.Port.String())
+		served := false
+		for _, l := range listens {
+			if l.port == strconv.Itoa(int(cp.ContainerPort)) && slices.Contains(l.locations, "= "+pr.HTTPGet.Path) {
+				served = true
+				if l.ssl != (pr.HTTPGet.Scheme == corev1.URISchemeHTTPS) {
+					t.Errorf("%s probe: scheme %q on port %s, which has ssl=%v", kind, pr.HTTPGet.Scheme, l.port, l.ssl)
+				}
+			}
+		}
+		if !served {
+			t.Errorf("%s probe GET %s on port %s: nginx has no `location = %s` there", kind, pr.HTTPGet.Path, pr.HTTPGet.Port.String(), pr.HTTPGet.Path)
+		}
+	}
+}
+
+func containerPortOf(c corev1.Container, name string) (corev1.ContainerPort, corev1.Container, bool) {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p, c, true
+		}
+	}
+	return corev1.ContainerPort{}, c, false
+}
+
+func checkTLSFiles(t *testing.T, p pod, c corev1.Container, conf []directive, made created) {
+	t.Helper()
+	walk(conf, func(d directive) {
+		if d.name != "ssl_certificate" && d.name != "ssl_certificate_key" {
+			return
+		}
+		file := d.args[0]
+		v, ok := mountOf(p, c, path.Dir(file))
+		if !ok || v.Secret == nil {
+			t.Errorf("%s %s: no Secret mounted at %s", d.name, file, path.Dir(file))
+			return
+		}
+		if _, ok := made["secret/"+v.Secret.SecretName][path.Base(file)]; !ok {
+			t.Errorf("%s %s: Secret %s has no key %s", d.name, file, v.Secret.SecretName, path.Base(file))
+		}
+	})
+}
+
+func checkNginxShutdown(t *testing.T, p pod, c corev1.Container, conf []directive) {
+	t.Helper()
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+		t.Fatal("no preStop sleep: nginx would stop while endpoints still send it traffic")
+	}
+	sleep := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	if sleep < 5*time.Second {
+		t.Errorf("preStop sleep %v: want at least 5s for endpoints and load balancers to drop the pod", sleep)
+	}
+	var longest time.Duration
+	walk(conf, func(d directive) {
+		if d.name == "proxy_read_timeout" {
+			v, err := time.ParseDuration(d.args[0])
+			if err != nil {
+				t.Errorf("proxy_read_timeout %s: %v", d.args[0], err)
+			}
+			longest = max(longest, v)
+		}
+	})
+	if longest == 0 {
+		longest = 60 * time.Second // nginx's default
+	}
+	grace := time.Duration(deref64(p.spec.TerminationGracePeriodSeconds, 30)) * time.Second
+	if grace <= sleep+longest {
+		t.Errorf("terminationGracePeriodSeconds %v, want more than the preStop sleep %v + proxy_read_timeout %v", grace, sleep, longest)
+	}
+}
+
+// TestParseNginx checks the small parser on the constructs the configs use.
+func TestParseNginx(t *testing.T) {
+	conf, err := parseNginx(`# comment
+log_format j escape=json '{"a":"$b"}'; # braces in quotes
+upstream a_app { server a:80 max_fails=0; }
+server { listen 8443 ssl http2; location = /healthz { return 200 "ok\n"; } }
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conf) != 3 || conf[0].args[2] != `{"a":"$b"}` || find(conf, "server")[0].block[1].args[1] != "/healthz" {
+		t.Errorf("parseNginx(...) = %+v", conf)
+	}
+	if _, err := parseNginx("server { listen 80;"); err == nil {
+		t.Error("parseNginx(an unclosed block) error = nil, want an error")
+	}
+}
