@@ -25,7 +25,7 @@ import (
 // ./auth) into dir with the given -ldflags, and returns their paths by name.
 // It is meant for TestMain, so it returns an error rather than taking a T.
 func Build(dir, ldflags string, pkgs ...string) (map[string]string, error) {
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +43,8 @@ func Build(dir, ldflags string, pkgs ...string) (map[string]string, error) {
 	return paths, nil
 }
 
-func moduleRoot() (string, error) {
+// ModuleRoot returns the directory holding the module's go.mod.
+func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("finding the module: %w", err)
