@@ -60,8 +60,11 @@ edge-e2e: ## the end-to-end tests through real nginx, printing the measured figu
 certs: ## write a CA and a localhost certificate into tls/ (FORCE=1 replaces them, HOSTS=a,b adds names)
 	go run ./cmd/certgen -out tls $(if $(FORCE),-force) $(if $(HOSTS),-hosts $(HOSTS))
 
+# Built and run, not `go run`: go run exits 1 when Ctrl-C stops its child.
 up: ## run auth and hello behind nginx on https://localhost:8443 (EDGE_PORT); Ctrl-C stops all
-	go run ./cmd/up
+	@mkdir -p bin
+	go build -o bin/up ./cmd/up
+	bin/up
 
 bench: ## run the benchmarks and print their figures
 	go test -run '^$$' -bench . -benchmem ./...
