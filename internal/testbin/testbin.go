@@ -21,8 +21,8 @@ import (
 	"time"
 )
 
-// Build compiles the module's commands named by pkgs (such as "auth" for
-// ./auth) into dir with the given -ldflags, and returns their paths by name.
+// Build compiles example.com/app's commands named by pkgs (such as "auth"
+// for ./auth) into dir with the given -ldflags, and returns their paths by name.
 // It is meant for TestMain, so it returns an error rather than taking a T.
 func Build(dir, ldflags string, pkgs ...string) (map[string]string, error) {
 	root, err := ModuleRoot()
@@ -43,17 +43,19 @@ func Build(dir, ldflags string, pkgs ...string) (map[string]string, error) {
 	return paths, nil
 }
 
-// ModuleRoot returns the directory holding the module's go.mod.
+// ModuleRoot returns the directory of the example.com/app module: the
+// working directory's module, or the one a nested test module (such as
+// kubernetes/check) replaces it with.
 func ModuleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "example.com/app").Output()
 	if err != nil {
-		return "", fmt.Errorf("finding the module: %w", err)
+		return "", fmt.Errorf("finding the example.com/app module: %w", err)
 	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("finding the module: not inside one")
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		return "", errors.New("finding the example.com/app module: go list named no directory")
 	}
-	return filepath.Dir(mod), nil
+	return dir, nil
 }
 
 // Process is a running binary.

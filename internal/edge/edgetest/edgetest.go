@@ -22,6 +22,7 @@ import (
 
 	"example.com/app/internal/certs"
 	"example.com/app/internal/edge"
+	"example.com/app/internal/testbin"
 )
 
 // Binary returns the path of nginx. If there is none, the test fails with
@@ -51,19 +52,9 @@ func InCI() bool {
 // "frontend.conf.template".
 func ReadConfig(t testing.TB, name string) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := testbin.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "nginx", name))
 	if err != nil {
