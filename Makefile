@@ -30,7 +30,7 @@ GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e secrets deploy undeploy test-k8s kube-score
+.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e secrets deploy undeploy test-k8s kube-score test-ui
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,9 +44,13 @@ build: ## build static binaries into bin/ (VERSION=2.0.0 for the rollout's secon
 run: build ## run the monolith in dev mode on :8080 (API) and :8081 (probes, metrics)
 	bin/monolith -dev -http :8080 -health :8081
 
-test: ## run every test, with the race detector (the edge tests need nginx: apt-get install nginx)
+test: ## run every test, with the race detector (the edge tests need nginx, the UI's chromium: apt-get install nginx chromium)
 	go test -race -count=1 ./...
 	$(MAKE) test-k8s
+	$(MAKE) test-ui
+
+test-ui: ## test the UI (frontend/) in headless Chromium through nginx (its own module)
+	cd frontend/browsertest && go vet ./... && go mod tidy -diff && go test -count=1 ./...
 
 test-k8s: ## check the Kubernetes manifests offline, against the API types and the code (their own module)
 	cd kubernetes/check && go vet ./... && go mod tidy -diff && go test -count=1 ./...

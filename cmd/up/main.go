@@ -2,8 +2,9 @@
 // builds auth and hello, runs them on loopback ports with a fresh shared
 // JWT_SECRET, and puts nginx with nginx/frontend.conf.template in front of
 // them on https://localhost:8443, with certificates from tls/ (made if
-// missing). It prints what to try, and on Ctrl-C stops nginx, then the
-// services, and leaves no process or port behind.
+// missing); the UI in frontend/ is at https://localhost:8443/ui/. It prints
+// what to try, and on Ctrl-C stops nginx, then the services, and leaves no
+// process or port behind.
 //
 //	up [-edge-port 8443] [-http-port 8080] [-tls tls]
 //
@@ -26,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -119,10 +121,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		services = append(services, s)
 	}
 
-	conf, err := edge.Relocate(edge.Render(string(tmpl), map[string]string{
+	site, err := serveUI(edge.Render(string(tmpl), map[string]string{
 		edge.AuthUpstream:  services[0].http,
 		edge.HelloUpstream: services[1].http,
-	}), edge.Mapping{
+	}), filepath.Join(root, "frontend"))
+	if err != nil {
+		return err
+	}
+	conf, err := edge.Relocate(site, edge.Mapping{
 		HTTPS:        "127.0.0.1:" + strconv.Itoa(*edgePort),
 		HTTP:         "127.0.0.1:" + strconv.Itoa(*httpPort),
 		CertDir:      certDir,
@@ -145,6 +151,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ca := filepath.Join(*tlsDir, certs.CAFile)
 	fmt.Fprintf(stdout, `
 The split stack is up: %[1]s
+  the UI: %[1]s/ui/ (a browser warns about the certificate unless it trusts %[2]s)
   auth  on http://%[3]s (ops http://%[4]s)
   hello on http://%[5]s (ops http://%[6]s)
   http://localhost:%[7]d redirects to HTTPS
@@ -180,6 +187,19 @@ Ctrl-C stops everything. nginx's access log follows.
 	}
 	fmt.Fprintln(stdout, "stopping")
 	return nil
+}
+
+// uiRoot is where the template serves /ui/ from: the frontend-ui
+// ConfigMap's mount in the frontend pod.
+const uiRoot = "/usr/share/nginx/html/ui/"
+
+// serveUI returns conf with /ui/ served from dir, the repository's frontend/,
+// instead of the ConfigMap's mount.
+func serveUI(conf, dir string) (string, error) {
+	if n := strings.Count(conf, uiRoot); n != 1 {
+		return "", fmt.Errorf("frontend.conf.template names %s %d times, want once (the /ui/ alias)", uiRoot, n)
+	}
+	return strings.Replace(conf, uiRoot, dir+string(filepath.Separator), 1), nil
 }
 
 // ensureCerts writes certificates into dir unless it has cert.pem and key.pem.

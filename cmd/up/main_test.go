@@ -47,7 +47,7 @@ func TestRun(t *testing.T) {
 		}
 	}
 	out := stdout.String()
-	for _, want := range []string{"https://localhost:" + edgePort, "curl --cacert " + tlsDir + "/ca.pem https://localhost:" + edgePort + "/login -u user:password"} {
+	for _, want := range []string{"https://localhost:" + edgePort, "https://localhost:" + edgePort + "/ui/", "curl --cacert " + tlsDir + "/ca.pem https://localhost:" + edgePort + "/login -u user:password"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run printed no %q:\n%s", want, out)
 		}
@@ -80,7 +80,15 @@ func TestRun(t *testing.T) {
 	if code := doJSON(t, c, req, &secure); code != http.StatusOK || secure.User != "user" {
 		t.Errorf("GET /secure with the token = %d %+v, want 200 for user", code, secure)
 	}
-	resp, err := c.Get("http://localhost:" + httpPort + "/version")
+	resp, err := c.Get("https://localhost:" + edgePort + "/ui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Errorf("GET /ui/ = %d %q, want 200 with frontend/index.html", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	resp, err = c.Get("http://localhost:" + httpPort + "/version")
 	if err != nil {
 		t.Fatal(err)
 	}
