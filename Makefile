@@ -30,7 +30,7 @@ GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e secrets deploy undeploy test-k8s kube-score test-ui
+.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -125,6 +125,15 @@ deploy: ## deploy auth, hello and the frontend ($(REGISTRY)/<service>:$(VERSION)
 
 undeploy: ## delete what deploy made, with its Secrets and ConfigMaps
 	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh undeploy
+
+cluster-up: ## start a single-node Kubernetes built from source (root; the first build takes 15-25 min, then it is cached)
+	test/cluster/cluster.sh up
+
+cluster-down: ## stop that cluster and undo every change it made to the host
+	test/cluster/cluster.sh down
+
+test-cluster: ## the course end to end on that cluster, rollouts under load through the frontend (root)
+	test/cluster/e2e.sh
 
 clean: ## remove build output
 	rm -rf bin

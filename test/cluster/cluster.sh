@@ -1,0 +1,669 @@
+#!/usr/bin/env bash
+# cluster.sh runs a real single-node Kubernetes on this machine, built from
+# upstream sources (build.sh), for the end-to-end test (e2e.sh) and by hand:
+#
+#   cluster.sh up           start it: PKI, etcd, the control plane, a local
+#                           registry, containerd, kubelet, kube-proxy, CoreDNS
+#   cluster.sh down         stop it and undo every change it made to the host;
+#                           safe to run twice, or after a failed up
+#   cluster.sh push IMAGE…  copy images from podman's storage into the
+#                           cluster's registry (ghcr.io/x/y:t goes to x/y:t)
+#   cluster.sh env          print the exports that point kubectl at it
+#   cluster.sh status       list the components; exit 0 if all of them run
+#
+# Everything lives under one state directory, $CLUSTER_STATE
+# (/var/tmp/app-cluster): certificates, kubeconfig, configs, data, logs and
+# PID files. Outside it the cluster changes only what Linux or the components
+# force it to, and down undoes each: the bridges appnode0 (node address
+# 10.200.0.1) and appcni0 (pods, 10.244.0.0/24), their veths and the route to
+# the Service range (10.96.0.0/24); iptables and ip6tables chains named KUBE-*
+# and CNI-* and the rules that jump to them; sysctls (saved at up, restored at
+# down); the kubepods cgroups; the paths containerd and the kubelet hard-code
+# (/run/containerd, /var/lib/kubelet, /var/log/containers, /var/lib/cni),
+# removed if up created them. Processes are stopped by recorded PID.
+#
+# No image can be pulled here, and the manifests say imagePullPolicy: Always,
+# so containerd pulls ghcr.io, docker.io and registry.k8s.io images from a
+# local registry (Debian's docker-registry on 127.0.0.1:15000) holding what
+# was pushed there: the project's images (push) and the cluster's own (pause,
+# CoreDNS, and the frontend's nginx, built here from Debian's nginx).
+#
+# Requires, as root: Debian's etcd-server, containerd, runc,
+# containernetworking-plugins, iptables, docker-registry, podman,
+# busybox-static, gettext-base, nginx, openssl, curl.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+
+S=${CLUSTER_STATE:-/var/tmp/app-cluster}
+readonly NODE_NAME=app-node
+readonly NODE_BRIDGE=appnode0 NODE_IP=10.200.0.1
+readonly POD_BRIDGE=appcni0 POD_CIDR=10.244.0.0/24 CLUSTER_CIDR=10.244.0.0/16
+readonly SERVICE_CIDR=10.96.0.0/24 API_SERVICE_IP=10.96.0.1 CLUSTER_DNS=10.96.0.10
+readonly ETCD_URL=http://127.0.0.1:12379 ETCD_PEER_URL=http://127.0.0.1:12380
+readonly API_URL=https://$NODE_IP:6443
+readonly REGISTRY_ADDR=127.0.0.1:15000
+# The registries whose images containerd takes from the local one.
+readonly MIRRORED=(ghcr.io docker.io registry.k8s.io)
+readonly PAUSE_IMAGE=registry.k8s.io/pause:3.10
+# The image the frontend manifests name, built here from Debian's nginx.
+readonly NGINX_IMAGE=${NGINX_IMAGE:-docker.io/nginxinc/nginx-unprivileged:1.28.0-alpine}
+# Started in this order, stopped in the reverse one.
+readonly COMPONENTS=(etcd registry kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+# Paths that containerd 1.6 and the kubelet use whatever they are told.
+readonly HARDCODED_PATHS=(/run/containerd /var/lib/kubelet /var/log/containers /var/lib/cni)
+# Host settings that up or the components change; down restores them.
+readonly SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
+	net.ipv4.conf.all.route_localnet vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
+	kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+readonly CGROUP_NAME=kubepods
+
+bin=$("$here/build.sh" bindir)
+coredns_bin=$("$here/build.sh" coredns-bin)
+COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$("$here/build.sh" coredns-version)
+readonly COREDNS_IMAGE
+export PATH=$bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin
+export KUBECONFIG=$S/kubeconfig
+
+log() { echo "cluster: $*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND… polls COMMAND every half second.
+wait_for() {
+	local what=$1 limit=$2 start=$SECONDS
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS - start >= limit)); then
+			log "$what: not within ${limit}s"
+			return 1
+		fi
+		sleep 0.5
+	done
+	log "$what after $((SECONDS - start))s"
+}
+
+# start NAME COMMAND… runs COMMAND in its own session, logs to logs/NAME.log
+# and records its PID.
+start() {
+	local name=$1
+	shift
+	setsid "$@" >"$S/logs/$name.log" 2>&1 </dev/null &
+	echo $! >"$S/pids/$name"
+	log "started $name (pid $!)"
+}
+
+# alive NAME: the recorded process of NAME runs (and is still that program).
+alive() {
+	local pid
+	pid=$(cat "$S/pids/$1" 2>/dev/null) || return 1
+	[[ -r /proc/$pid/cmdline ]] && grep -qa -- "$S" "/proc/$pid/cmdline"
+}
+
+stop() {
+	local name=$1 pid i
+	if alive "$name"; then
+		pid=$(cat "$S/pids/$name")
+		kill "$pid" 2>/dev/null || true
+		for ((i = 0; i < 60; i++)); do
+			[[ -d /proc/$pid ]] || break
+			sleep 0.25
+		done
+		if [[ -d /proc/$pid ]]; then
+			log "$name (pid $pid) ignored SIGTERM for 15s: killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		log "stopped $name (pid $pid)"
+	fi
+	rm -f "$S/pids/$name"
+}
+
+# ---- up -------------------------------------------------------------------
+
+save_host() {
+	mkdir -p "$S/host"
+	local s p
+	for s in "${SYSCTLS[@]}"; do
+		if p=$(sysctl -n "$s" 2>/dev/null); then echo "$s=$p"; fi
+	done >"$S/host/sysctl"
+	for p in "${HARDCODED_PATHS[@]}"; do
+		[[ -e $p ]] || echo "$p"
+	done >"$S/host/created-paths"
+}
+
+# check_host refuses to start without the tools or next to another cluster.
+check_host() {
+	local port p cmd missing=()
+	((EUID == 0)) || die "run as root"
+	for cmd in etcd containerd containerd-shim-runc-v2 runc ctr iptables ip6tables docker-registry podman busybox envsubst nginx openssl curl ss; do
+		command -v "$cmd" >/dev/null || missing+=("$cmd")
+	done
+	[[ -x /usr/lib/cni/bridge ]] || missing+=(/usr/lib/cni/bridge)
+	if ((${#missing[@]})); then
+		die "missing ${missing[*]}: apt-get install etcd-server containerd runc containernetworking-plugins iptables docker-registry podman busybox-static gettext-base nginx openssl curl iproute2"
+	fi
+	for p in /sys/fs/cgroup/*/"$CGROUP_NAME" /sys/fs/cgroup/"$CGROUP_NAME"; do
+		[[ -e $p ]] && die "$p exists: another kubelet runs here"
+	done
+	for port in 6443 10248 10249 10250 10256 10257 10259 12379 12380 15000; do
+		if ss -Hltn "sport = :$port" | grep -q .; then
+			die "port $port is in use: is another cluster running? (ss -ltnp 'sport = :$port')"
+		fi
+	done
+}
+
+# pki makes a CA and every certificate and kubeconfig the cluster needs.
+pki() {
+	local d=$S/pki
+	mkdir -p "$d"
+	(
+		cd "$d"
+		umask 077
+		key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+		key ca.key
+		openssl req -x509 -new -key ca.key -subj /CN=app-cluster-ca -days 30 -out ca.crt
+		key sa.key
+		openssl pkey -in sa.key -pubout -out sa.pub
+		# cert NAME SUBJECT [SUBJECT_ALT_NAMES]: a server+client certificate with
+		# SANs, else a client certificate.
+		cert() {
+			local name=$1 subject=$2 sans=${3:-}
+			key "$name.key"
+			{
+				echo "basicConstraints=CA:FALSE"
+				echo "keyUsage=critical,digitalSignature,keyEncipherment"
+				if [[ -n $sans ]]; then
+					echo "extendedKeyUsage=serverAuth,clientAuth"
+					echo "subjectAltName=$sans"
+				else
+					echo "extendedKeyUsage=clientAuth"
+				fi
+			} >"$name.ext"
+			openssl req -new -key "$name.key" -subj "$subject" |
+				openssl x509 -req -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile "$name.ext" -out "$name.crt" 2>/dev/null
+			rm "$name.ext"
+		}
+		cert apiserver /CN=kube-apiserver "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$API_SERVICE_IP,IP:$NODE_IP"
+		cert apiserver-kubelet-client /O=system:masters/CN=kube-apiserver-kubelet-client
+		cert admin /O=system:masters/CN=kubernetes-admin
+		cert controller-manager /CN=system:kube-controller-manager
+		cert scheduler /CN=system:kube-scheduler
+		cert kube-proxy /CN=system:kube-proxy
+		cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "DNS:$NODE_NAME,IP:$NODE_IP"
+	)
+	local user file
+	for user in admin controller-manager scheduler kube-proxy kubelet; do
+		file=$d/$user.kubeconfig
+		[[ $user == admin ]] && file=$S/kubeconfig
+		cat >"$file" <<-EOF
+			apiVersion: v1
+			kind: Config
+			clusters:
+			  - name: app-cluster
+			    cluster:
+			      certificate-authority: $d/ca.crt
+			      server: $API_URL
+			users:
+			  - name: $user
+			    user:
+			      client-certificate: $d/$user.crt
+			      client-key: $d/$user.key
+			contexts:
+			  - name: app-cluster
+			    context: {cluster: app-cluster, user: $user, namespace: default}
+			current-context: app-cluster
+		EOF
+	done
+}
+
+network() {
+	ip link add "$NODE_BRIDGE" type bridge
+	ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
+	ip link set "$NODE_BRIDGE" up
+	# Service addresses exist only as kube-proxy's DNAT rules: route them
+	# to the node's bridge so they never leave the machine.
+	ip route replace "$SERVICE_CIDR" dev "$NODE_BRIDGE"
+	sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+}
+
+etcd_up() {
+	start etcd etcd --name app-cluster --data-dir "$S/etcd" \
+		--listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+		--listen-peer-urls "$ETCD_PEER_URL" --initial-advertise-peer-urls "$ETCD_PEER_URL" \
+		--initial-cluster "app-cluster=$ETCD_PEER_URL" --quota-backend-bytes 2147483648
+	wait_for "etcd ready" 30 curl -sf "$ETCD_URL/health"
+}
+
+registry_up() {
+	mkdir -p "$S/registry"
+	cat >"$S/registry/config.yml" <<-EOF
+		version: 0.1
+		log: {level: warn, accesslog: {disabled: true}}
+		storage:
+		  filesystem: {rootdirectory: $S/registry/data}
+		  delete: {enabled: true}
+		http:
+		  addr: $REGISTRY_ADDR
+	EOF
+	start registry docker-registry serve "$S/registry/config.yml"
+	wait_for "registry ready" 30 curl -sf "http://$REGISTRY_ADDR/v2/"
+}
+
+apiserver_up() {
+	local p=$S/pki
+	start kube-apiserver kube-apiserver --etcd-servers="$ETCD_URL" \
+		--bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port=6443 \
+		--allow-privileged=true --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+		--client-ca-file="$p/ca.crt" --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" \
+		--kubelet-client-certificate="$p/apiserver-kubelet-client.crt" --kubelet-client-key="$p/apiserver-kubelet-client.key" \
+		--kubelet-certificate-authority="$p/ca.crt" --kubelet-preferred-address-types=InternalIP \
+		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
+		--service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
+		--service-cluster-ip-range="$SERVICE_CIDR" --profiling=false
+	wait_for "kube-apiserver ready" 120 curl -sf --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" "$API_URL/readyz"
+}
+
+controllers_up() {
+	local p=$S/pki
+	start kube-controller-manager kube-controller-manager --kubeconfig="$p/controller-manager.kubeconfig" \
+		--authentication-kubeconfig="$p/controller-manager.kubeconfig" --authorization-kubeconfig="$p/controller-manager.kubeconfig" \
+		--bind-address=127.0.0.1 --leader-elect=false --cluster-name=app-cluster \
+		--service-cluster-ip-range="$SERVICE_CIDR" --cluster-signing-cert-file="$p/ca.crt" --cluster-signing-key-file="$p/ca.key" \
+		--root-ca-file="$p/ca.crt" --service-account-private-key-file="$p/sa.key" --use-service-account-credentials=true \
+		--profiling=false
+	start kube-scheduler kube-scheduler --kubeconfig="$p/scheduler.kubeconfig" \
+		--authentication-kubeconfig="$p/scheduler.kubeconfig" --authorization-kubeconfig="$p/scheduler.kubeconfig" \
+		--bind-address=127.0.0.1 --leader-elect=false --profiling=false
+	wait_for "kube-controller-manager ready" 60 curl -sfk https://127.0.0.1:10257/healthz
+	wait_for "kube-scheduler ready" 60 curl -sfk https://127.0.0.1:10259/healthz
+}
+
+containerd_up() {
+	local c=$S/containerd r
+	mkdir -p "$c" "$S/cni/net.d"
+	for r in "${MIRRORED[@]}"; do
+		mkdir -p "$c/certs.d/$r"
+		cat >"$c/certs.d/$r/hosts.toml" <<-EOF
+			server = "https://$r"
+			[host."http://$REGISTRY_ADDR"]
+			  capabilities = ["pull", "resolve"]
+		EOF
+	done
+	# restrict_oom_score_adj: this VM lacks CAP_SYS_RESOURCE, and runc fails
+	# without it. The netns mounts, runc's state and the opt plugin stay in
+	# the state directory; only the shims' sockets go to /run/containerd.
+	cat >"$c/config.toml" <<-EOF
+		version = 2
+		root = "$c/root"
+		state = "$c/state"
+		disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.internal.v1.tracing"]
+		[grpc]
+		  address = "$c/containerd.sock"
+		[plugins."io.containerd.internal.v1.opt"]
+		  path = "$c/opt"
+		[plugins."io.containerd.grpc.v1.cri"]
+		  sandbox_image = "$PAUSE_IMAGE"
+		  restrict_oom_score_adj = true
+		  netns_mounts_under_state_dir = true
+		  disable_tcp_service = true
+		  stream_server_address = "127.0.0.1"
+		  [plugins."io.containerd.grpc.v1.cri".containerd]
+		    snapshotter = "overlayfs"
+		    default_runtime_name = "runc"
+		    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+		      runtime_type = "io.containerd.runc.v2"
+		      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+		        Root = "$c/runc"
+		  [plugins."io.containerd.grpc.v1.cri".cni]
+		    bin_dir = "/usr/lib/cni"
+		    conf_dir = "$S/cni/net.d"
+		  [plugins."io.containerd.grpc.v1.cri".registry]
+		    config_path = "$c/certs.d"
+	EOF
+	cat >"$S/cni/net.d/10-app-cluster.conflist" <<-EOF
+		{
+		  "cniVersion": "0.4.0",
+		  "name": "app-cluster",
+		  "plugins": [
+		    {
+		      "type": "bridge", "bridge": "$POD_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+		      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$S/cni/ipam"}
+		    },
+		    {"type": "loopback"}
+		  ]
+		}
+	EOF
+	start containerd containerd --config "$c/config.toml"
+	wait_for "containerd ready" 30 ctr --address "$c/containerd.sock" version
+}
+
+kubelet_up() {
+	local p=$S/pki
+	mkdir -p "$S/kubelet" "$S/pod-logs"
+	cat >"$S/kubelet.yaml" <<-EOF
+		apiVersion: kubelet.config.k8s.io/v1beta1
+		kind: KubeletConfiguration
+		address: $NODE_IP
+		healthzBindAddress: 127.0.0.1
+		authentication:
+		  anonymous: {enabled: false}
+		  webhook: {enabled: true}
+		  x509: {clientCAFile: $p/ca.crt}
+		authorization: {mode: Webhook}
+		tlsCertFile: $p/kubelet.crt
+		tlsPrivateKeyFile: $p/kubelet.key
+		cgroupDriver: cgroupfs
+		containerRuntimeEndpoint: unix://$S/containerd/containerd.sock
+		clusterDNS: [$CLUSTER_DNS]
+		clusterDomain: cluster.local
+		resolvConf: ""
+		podLogsDir: $S/pod-logs
+		failSwapOn: false
+		serializeImagePulls: false
+		maxPods: 60
+		evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%}
+		imageGCHighThresholdPercent: 99
+		imageGCLowThresholdPercent: 98
+	EOF
+	start kubelet kubelet --config="$S/kubelet.yaml" --kubeconfig="$p/kubelet.kubeconfig" \
+		--root-dir="$S/kubelet" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP"
+	wait_for "node Ready" 120 node_ready
+}
+
+node_ready() {
+	[[ $(kubectl get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]
+}
+
+proxy_up() {
+	# NodePorts only on the loopback address: 127.0.0.1:<nodePort> reaches a
+	# Service from this machine, and nothing is opened on its other addresses.
+	cat >"$S/kube-proxy.yaml" <<-EOF
+		apiVersion: kubeproxy.config.k8s.io/v1alpha1
+		kind: KubeProxyConfiguration
+		clientConnection: {kubeconfig: $S/pki/kube-proxy.kubeconfig}
+		mode: iptables
+		clusterCIDR: $CLUSTER_CIDR
+		hostnameOverride: $NODE_NAME
+		healthzBindAddress: 127.0.0.1:10256
+		metricsBindAddress: 127.0.0.1:10249
+		nodePortAddresses: [127.0.0.1/32]
+		iptables: {localhostNodePorts: true}
+		conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+	EOF
+	start kube-proxy kube-proxy --config="$S/kube-proxy.yaml"
+	wait_for "kube-proxy ready" 60 curl -sf http://127.0.0.1:10256/healthz
+}
+
+# podman_infra runs podman on a storage of the cluster's own, so the
+# cluster's images never mix with the host's and go with the state directory.
+podman_infra() {
+	podman --root "$S/podman/storage" --runroot "$S/podman/run" --storage-driver vfs \
+		--cgroup-manager cgroupfs --events-backend none "$@"
+}
+
+# build_image NAME IMAGE: podman build images/NAME with the files staged in
+# $S/images/NAME, then push IMAGE to the registry.
+build_image() {
+	local name=$1 image=$2 ctx=$S/images/$1
+	cp -r "$here/images/$name/." "$ctx/"
+	podman_infra build --quiet --layers=false --platform linux/amd64 -t "$image" "$ctx" >/dev/null
+	podman_infra push --quiet --tls-verify=false "$image" "docker://$REGISTRY_ADDR/$(repo_path "$image")"
+	log "image $image"
+}
+
+# repo_path IMAGE: where IMAGE lives in the local registry (the registry
+# host dropped: containerd asks a mirror for the path alone).
+repo_path() {
+	local image=$1
+	image=${image#*/}
+	echo "$image"
+}
+
+# nginx_rootfs copies Debian's nginx, the libraries it links, busybox and
+# envsubst into a root filesystem laid out like the official image's.
+nginx_rootfs() {
+	local r=$1 f applet
+	mkdir -p "$r"/{bin,etc/nginx/conf.d,etc/nginx/templates,tmp,var/cache/nginx,usr/sbin,usr/share/nginx/html}
+	chmod 1777 "$r/tmp"
+	install -m 0755 /usr/sbin/nginx "$r/usr/sbin/nginx"
+	install -m 0755 /usr/bin/envsubst "$r/bin/envsubst"
+	install -m 0755 /bin/busybox "$r/bin/busybox"
+	for applet in sh awk find mkdir dirname cat ls; do ln -s busybox "$r/bin/$applet"; done
+	for f in /usr/sbin/nginx /usr/bin/envsubst; do
+		ldd "$f" | grep -o '/[^ ]*'
+	done | sort -u | while read -r f; do
+		mkdir -p "$r$(dirname "$f")"
+		cp -L "$f" "$r$f"
+	done
+	cp /etc/nginx/mime.types "$r/etc/nginx/mime.types"
+	install -m 0644 "$here/images/nginx/nginx.conf" "$r/etc/nginx/nginx.conf"
+	install -m 0644 "$here/images/nginx/default.conf" "$r/etc/nginx/conf.d/default.conf"
+	install -m 0755 "$here/images/nginx/docker-entrypoint.sh" "$r/docker-entrypoint.sh"
+	echo '<!doctype html><title>nginx</title><p>nginx' >"$r/usr/share/nginx/html/index.html"
+	printf 'root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx:/nonexistent:/bin/false\n' >"$r/etc/passwd"
+	printf 'root:x:0:\nnginx:x:101:\n' >"$r/etc/group"
+	# nginx's cache directory belongs to its user, as in the official image.
+	chown -R 101:101 "$r/var/cache/nginx"
+}
+
+images_up() {
+	mkdir -p "$S/images"/{pause,coredns,nginx}
+	cp /bin/busybox "$S/images/pause/busybox"
+	build_image pause "$PAUSE_IMAGE"
+	cp "$coredns_bin" "$S/images/coredns/coredns"
+	build_image coredns "$COREDNS_IMAGE"
+	nginx_rootfs "$S/images/nginx/rootfs"
+	build_image nginx "$NGINX_IMAGE"
+}
+
+dns_up() {
+	sed -e "s|\${CLUSTER_DNS}|$CLUSTER_DNS|g" -e "s|\${COREDNS_IMAGE}|$COREDNS_IMAGE|g" \
+		"$here/manifests/coredns.yaml" | kubectl apply -f - >/dev/null
+	kubectl -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null
+	wait_for "cluster DNS answers" 30 busybox nslookup kubernetes.default.svc.cluster.local "$CLUSTER_DNS"
+}
+
+up() {
+	local t0=$SECONDS
+	if [[ -d $S ]]; then
+		for c in "${COMPONENTS[@]}"; do
+			alive "$c" && die "already up (state in $S): run cluster.sh down first"
+		done
+		log "$S is left from an earlier run: cleaning it first"
+		down
+	fi
+	"$here/build.sh" all
+	local t_build=$((SECONDS - t0))
+	check_host
+	mkdir -p "$S"/{logs,pids}
+	save_host
+	# From here on a failure leaves a partial cluster: take it down again.
+	trap 'log "up failed: logs in $S/logs; taking it down"; tail -n 20 "$S"/logs/*.log >&2 || true; down' ERR
+	pki
+	network
+	etcd_up
+	registry_up
+	apiserver_up
+	controllers_up
+	containerd_up
+	images_up
+	kubelet_up
+	proxy_up
+	dns_up
+	trap - ERR
+	log "up in $((SECONDS - t0))s (binaries: ${t_build}s); node $NODE_NAME at $NODE_IP"
+	env_exports >&2
+}
+
+# push IMAGE… copies images from the host's podman storage into the local
+# registry, where containerd finds them under their own names.
+push() {
+	alive registry || die "the cluster's registry is not running: cluster.sh up first"
+	local image
+	for image in "$@"; do
+		podman manifest push --quiet --all --tls-verify=false "$image" "docker://$REGISTRY_ADDR/$(repo_path "$image")" 2>/dev/null ||
+			podman push --quiet --tls-verify=false "$image" "docker://$REGISTRY_ADDR/$(repo_path "$image")"
+		log "pushed $image"
+	done
+}
+
+env_exports() {
+	echo "export KUBECONFIG=$S/kubeconfig PATH=$bin:\$PATH"
+}
+
+status() {
+	local c down=0
+	for c in "${COMPONENTS[@]}"; do
+		if alive "$c"; then echo "$c: running (pid $(cat "$S/pids/$c"))"; else echo "$c: not running" && down=1; fi
+	done
+	return $down
+}
+
+# ---- down -----------------------------------------------------------------
+
+# delete_pods has the kubelet stop every pod, so the CNI plugin removes their
+# veths and addresses; then nothing runs in containerd.
+delete_pods() {
+	alive kube-apiserver && alive kubelet || return 0
+	stop kube-controller-manager # or it would make new pods
+	kubectl delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
+	local sock=$S/containerd/containerd.sock
+	wait_for "pods gone" 60 bash -c "[[ -z \$(ctr --address '$sock' -n k8s.io tasks list -q) ]]" || true
+}
+
+# kill_tasks kills whatever still runs in containerd, and the shims.
+kill_tasks() {
+	local sock=$S/containerd/containerd.sock id pid
+	if alive containerd; then
+		for id in $(ctr --address "$sock" -n k8s.io tasks list -q 2>/dev/null); do
+			ctr --address "$sock" -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+			ctr --address "$sock" -n k8s.io tasks delete -f "$id" >/dev/null 2>&1 || true
+		done
+	fi
+	# The shims outlive containerd; only those serving this cluster's
+	# containerd are ours.
+	for pid in $(pgrep -f containerd-shim-runc-v2 || true); do
+		if grep -qa -- "$sock" "/proc/$pid/cmdline" 2>/dev/null; then
+			kill -KILL "$pid" 2>/dev/null && log "killed shim $pid"
+		fi
+	done
+}
+
+unmount_all() {
+	local m
+	# Deepest first; lazily, as a leftover process may still hold one.
+	awk -v re="^($S|/run/containerd|/var/lib/kubelet)(/|\$)" '$2 ~ re {print $2}' /proc/mounts | sort -r |
+		while read -r m; do
+			umount -l "$m" 2>/dev/null && log "unmounted $m"
+		done
+	true
+}
+
+# clean_netfilter removes the KUBE-* and CNI-* chains, and the rules in
+# other chains that jump to them, from the iptables and ip6tables tables.
+clean_netfilter() {
+	local cmd table rule chain
+	if [[ -x $bin/kube-proxy ]]; then
+		timeout 60 "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
+	fi
+	for cmd in iptables ip6tables; do
+		command -v "$cmd" >/dev/null || continue
+		for table in filter nat mangle raw; do
+			"$cmd" -t "$table" -S >/dev/null 2>&1 || continue
+			while read -r rule; do
+				eval "$cmd -t $table -D ${rule#-A }" 2>/dev/null || true
+			done < <("$cmd" -t "$table" -S | grep -E '^-A ' | grep -vE '^-A (KUBE|CNI)-' | grep -E -- '-[jg] (KUBE|CNI)-')
+			for chain in $("$cmd" -t "$table" -S | sed -n -E 's/^-N ((KUBE|CNI)-[^ ]*)$/\1/p'); do
+				"$cmd" -t "$table" -F "$chain" 2>/dev/null || true
+			done
+			for chain in $("$cmd" -t "$table" -S | sed -n -E 's/^-N ((KUBE|CNI)-[^ ]*)$/\1/p'); do
+				"$cmd" -t "$table" -X "$chain" 2>/dev/null || true
+			done
+		done
+	done
+}
+
+clean_links() {
+	local l
+	if ip link show "$POD_BRIDGE" >/dev/null 2>&1; then
+		for l in $(ip -o link show master "$POD_BRIDGE" | awk -F': ' '{print $2}' | cut -d@ -f1); do
+			ip link del "$l" 2>/dev/null || true
+		done
+	fi
+	for l in "$POD_BRIDGE" "$NODE_BRIDGE"; do
+		ip link del "$l" 2>/dev/null && log "deleted link $l"
+	done
+	true
+}
+
+# remove_cgroups kills any container process left in the kubepods cgroup
+# trees (a shim killed before its containers leaves them running), then
+# removes the trees, deepest first.
+remove_cgroups() {
+	local top pids
+	for top in /sys/fs/cgroup/*/"$CGROUP_NAME" /sys/fs/cgroup/"$CGROUP_NAME"; do
+		[[ -d $top ]] || continue
+		pids=$(find "$top" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+		if [[ -n $pids ]]; then
+			log "killing container processes left in $top: $(echo "$pids" | tr '\n' ' ')"
+			echo "$pids" | xargs kill -KILL 2>/dev/null || true
+			sleep 1
+		fi
+		find "$top" -depth -type d -exec rmdir {} + 2>/dev/null || true
+		[[ -d $top ]] && log "cannot remove cgroup $top (still in use?)"
+	done
+	true
+}
+
+restore_host() {
+	local line p
+	if [[ -f $S/host/sysctl ]]; then
+		while read -r line; do
+			sysctl -qw "$line" 2>/dev/null || true
+		done <"$S/host/sysctl"
+	fi
+	if [[ -f $S/host/created-paths ]]; then
+		while read -r p; do
+			[[ -n $p ]] && rm -rf "$p"
+		done <"$S/host/created-paths"
+	fi
+	# The CNI library caches each attachment's result here, by network name.
+	rm -f /var/lib/cni/results/app-cluster-* 2>/dev/null || true
+}
+
+down() {
+	local c i
+	trap - ERR
+	if [[ ! -d $S ]]; then
+		log "not up (no $S)"
+	else
+		delete_pods
+		for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+			c=${COMPONENTS[i]}
+			[[ $c == containerd ]] && kill_tasks
+			stop "$c"
+		done
+		kill_tasks
+		unmount_all
+		clean_netfilter
+		clean_links
+		remove_cgroups
+		restore_host
+		rm -rf "$S" || die "cannot remove $S"
+	fi
+	log "down"
+}
+
+case ${1:-} in
+up) up ;;
+down) down ;;
+push)
+	shift
+	push "$@"
+	;;
+env) env_exports ;;
+status) status ;;
+*) die "usage: cluster.sh up|down|push IMAGE…|env|status" ;;
+esac

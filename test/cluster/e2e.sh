@@ -1,0 +1,510 @@
+#!/usr/bin/env bash
+# e2e.sh is `make test-cluster`: the course, end to end, on a real
+# single-node Kubernetes (cluster.sh), through the commands the tutorial
+# (docs/tutorial.md) gives users, with the rollout load tester (cmd/rollout)
+# sending logged-in requests to /secure through the frontend during every
+# change. Then it takes the cluster down and checks that the host is as before.
+#
+#   1 deploy      make images, make deploy: every Deployment rolls out, every pod Ready
+#   2 frontend    through the frontend Service over TLS: login, token, /secure
+#   3 pods        the monolith pod via kubectl port-forward; the secure-monolith's
+#                 nginx sidecar, and the NodePort Service once it is labelled
+#   4 probes      readiness off takes a hello pod out of the Service's endpoints;
+#                 liveness off makes the kubelet restart the container
+#   5 rolling     hello 1.0.0 -> 2.0.0 under load, then rollout undo: no failed
+#                 request, both versions seen
+#   6 blue-green  the Service switched blue -> green -> blue under load: no failed
+#   + canary      request; a canary next to the stable track answers about its
+#                 replica share (1 in 4) of new connections to the Service
+#   7 broken      a never-ready release stalls without losing capacity; undo recovers
+#   8 down        cluster down; no process, mount, link, rule or directory left
+#
+# The frontend is reached as https://127.0.0.1:<nodePort>: kube-proxy serves
+# NodePorts on the loopback address only (cluster.sh); the canary's share is
+# sampled at the hello Service's cluster address. All test traffic stays on
+# this machine. Settings: RATE (50 requests/s), CLUSTER_E2E_DIR
+# (/var/tmp/app-cluster-e2e, removed at the end), KEEP_CLUSTER=1 leaves the
+# cluster up for a look (cluster.sh down removes it).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+root=$(cd "$here/../.." && pwd -P)
+cd "$root"
+
+E=${CLUSTER_E2E_DIR:-/var/tmp/app-cluster-e2e}
+RATE=${RATE:-50}
+readonly NS=ud615 LOGIN=user:password
+readonly CANARY_MIN=10 CANARY_MAX=45 # percent of answers from the 1-in-4 canary
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.26.11}
+# The images the manifests name; cluster.sh's registry serves them.
+export CONTAINER_ENGINE=podman PLATFORMS=linux/amd64 REGISTRY=ghcr.io/example/app
+eval "$("$here/cluster.sh" env)" # KUBECONFIG and PATH (this cluster's kubectl)
+state=$(dirname "$KUBECONFIG")    # cluster.sh's state directory
+export TLS_DIR=$E/tls
+
+log() { echo "e2e: $*" >&2; }
+fail() {
+	log "FAIL: $*"
+	return 1
+}
+
+# ---- bookkeeping: steps, timings, load runs ---------------------------------
+
+passed=0 failed=0
+t_start=$SECONDS
+
+# step NAME FUNCTION runs FUNCTION in a subshell with errexit in force (bash
+# ignores errexit in functions called as conditions) and records the result
+# and duration. After a failed step the rest are skipped.
+step() {
+	local name=$1 fn=$2 t=$SECONDS rc
+	if ((failed > 0)); then
+		echo "SKIP|$name|" >>"$E/steps"
+		return 0
+	fi
+	log "==== $name"
+	set +e
+	(
+		set -e
+		trap 'kill_loads; kill_port_forwards' EXIT
+		"$fn"
+	)
+	rc=$?
+	set -e
+	if ((rc == 0)); then
+		passed=$((passed + 1))
+		echo "PASS|$name|$((SECONDS - t))s" >>"$E/steps"
+	else
+		failed=$((failed + 1))
+		echo "FAIL|$name|$((SECONDS - t))s" >>"$E/steps"
+		log "$name failed"
+	fi
+}
+
+# load_start NAME starts the rollout tester in the background: logged in,
+# GET /secure through the frontend at RATE requests/s until load_stop.
+load_start() {
+	local name=$1
+	# timeout bounds it should load_stop never come; it passes SIGINT on.
+	timeout -s INT 600 "$E/rollout" -url "$(frontend_url)/secure" -cacert "$E/tls/ca.pem" \
+		-login "$LOGIN" -rate "$RATE" -duration 0 >"$E/load-$name.log" 2>&1 &
+	echo $! >"$E/load-$name.pid"
+	# Steady state first: the timeline shows the change against it.
+	sleep 5
+	grep -q '^attacking' "$E/load-$name.log" || {
+		cat "$E/load-$name.log" >&2
+		fail "the load tester did not start"
+	}
+}
+
+# load_stop NAME [VERSION…] stops the tester after a few more seconds,
+# prints its per-second timeline and summary, records the counts, and fails
+# if a request failed or one of VERSIONs never answered.
+load_stop() {
+	local name=$1 pid rc=0 summary versions v
+	shift
+	sleep 5
+	pid=$(cat "$E/load-$name.pid")
+	rm -f "$E/load-$name.pid"
+	kill -INT "$pid" 2>/dev/null || true
+	wait "$pid" || rc=$?
+	echo "---- load tester: $name" >&2
+	cat "$E/load-$name.log" >&2
+	summary=$(sed -n 's/^summary: *//p' "$E/load-$name.log")
+	versions=$(sed -n 's/^versions: *//p' "$E/load-$name.log")
+	echo "$name|$summary|$versions" >>"$E/loads"
+	[[ -n $summary ]] || fail "$name: the load tester printed no summary"
+	((rc == 0)) || fail "$name: requests failed (load tester exit $rc)"
+	for v in "$@"; do
+		[[ " $versions" == *" $v="* ]] || fail "$name: version $v never answered ($versions)"
+	done
+}
+
+# kill_loads stops any tester still running (after a failed step).
+kill_loads() {
+	local f
+	for f in "$E"/load-*.pid; do
+		[[ -f $f ]] || continue
+		kill -INT "$(cat "$f")" 2>/dev/null || true
+		rm -f "$f"
+	done
+}
+
+frontend_url() {
+	local port
+	port=$(kubectl get service frontend -o 'jsonpath={.spec.ports[?(@.name=="https")].nodePort}')
+	echo "https://127.0.0.1:$port"
+}
+
+# port_forward NAME LOCAL:REMOTE starts kubectl port-forward to pod NAME and
+# waits until it listens. kill_port_forwards stops them all.
+port_forward() {
+	local pod=$1 ports=$2
+	timeout 300 kubectl port-forward "pod/$pod" "$ports" --address 127.0.0.1 >"$E/pf-$pod.log" 2>&1 &
+	echo $! >>"$E/port-forwards"
+	wait_until "port-forward to $pod" 20 grep -q Forwarding "$E/pf-$pod.log"
+}
+
+kill_port_forwards() {
+	local pid
+	[[ -f $E/port-forwards ]] || return 0
+	while read -r pid; do
+		kill "$pid" 2>/dev/null || true
+	done <"$E/port-forwards"
+	rm -f "$E/port-forwards"
+}
+
+# wait_until DESCRIPTION SECONDS COMMAND… polls COMMAND once a second.
+wait_until() {
+	local what=$1 limit=$2 t=$SECONDS
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		((SECONDS - t < limit)) || fail "$what: not within ${limit}s"
+		sleep 1
+	done
+	log "$what (after $((SECONDS - t))s)"
+}
+
+# ---- host snapshot -------------------------------------------------------------
+
+# host_state prints what the cluster may change on the host, one fact a
+# line, so that before and after can be compared.
+host_state() {
+	local s
+	for s in net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables \
+		net.ipv4.conf.all.route_localnet vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops; do
+		echo "sysctl $s=$(sysctl -n "$s" 2>/dev/null)"
+	done
+	echo "iptables rules/chains named KUBE-/CNI-: $( (iptables-save 2>/dev/null; ip6tables-save 2>/dev/null) | grep -cE '(KUBE|CNI)-' || true)"
+	ip -o link show | awk -F': ' '$2 ~ /^(appnode0|appcni0)/ {print "link " $2}'
+	awk -v re="^($state|/run/containerd|/var/lib/kubelet)(/|\$)" '$2 ~ re {print "mount " $2}' /proc/mounts
+	for s in "$state" /run/containerd /var/lib/kubelet /var/log/containers /var/lib/cni /sys/fs/cgroup/memory/kubepods /sys/fs/cgroup/cpu/kubepods; do
+		[[ -e $s ]] && echo "path $s"
+	done
+	pgrep -af "$state|containerd-shim" | sed 's/^[0-9]* /process /' || true
+}
+
+# ---- the steps ---------------------------------------------------------------
+
+cluster_up() {
+	"$here/cluster.sh" up
+}
+
+# images builds and pushes the images the tutorial's step 2 builds, and
+# the tester and certificates the later steps use.
+images() {
+	local v
+	for v in 1.0.0 2.0.0; do
+		make -s images VERSION=$v
+	done
+	"$here/cluster.sh" push "$REGISTRY"/{auth,hello,monolith}:1.0.0 "$REGISTRY"/hello:2.0.0
+	go build -o "$E/rollout" ./cmd/rollout
+	go run ./cmd/certgen -out "$TLS_DIR"
+}
+
+deploy() {
+	kubectl create namespace "$NS"
+	kubectl config set-context --current --namespace="$NS"
+	make -s deploy VERSION=1.0.0
+	kubectl wait pods --all --for=condition=Ready --timeout=120s
+	kubectl get deployments,pods -o wide
+}
+
+frontend() {
+	local url token code
+	url=$(frontend_url)
+	curl -fsS --cacert "$TLS_DIR/ca.pem" "$url/" >/dev/null
+	code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$TLS_DIR/ca.pem" "$url/secure")
+	[[ $code == 401 ]] || fail "GET /secure without a token: $code, want 401"
+	token=$(curl -fsS --cacert "$TLS_DIR/ca.pem" -u "$LOGIN" -X POST "$url/login" | jq -r .token)
+	[[ -n $token && $token != null ]] || fail "no token from /login"
+	curl -fsS --cacert "$TLS_DIR/ca.pem" -H "Authorization: Bearer $token" "$url/secure"
+	echo
+	# Plain HTTP answers with a redirect to HTTPS.
+	local http_port
+	http_port=$(kubectl get service frontend -o 'jsonpath={.spec.ports[?(@.name=="http")].nodePort}')
+	code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http_port/")
+	[[ $code == 308 ]] || fail "GET http:// : $code, want 308"
+}
+
+pods() {
+	local token code
+	kubectl create -f kubernetes/pods/monolith.yaml
+	kubectl create -f kubernetes/pods/secure-monolith.yaml
+	kubectl wait pods monolith secure-monolith --for=condition=Ready --timeout=90s
+	port_forward monolith 10080:8080
+	curl -fsS http://127.0.0.1:10080/ && echo
+	code=$(curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:10080/secure)
+	[[ $code == 401 ]] || fail "monolith /secure without a token: $code, want 401"
+	token=$(curl -fsS -u "$LOGIN" http://127.0.0.1:10080/login | jq -r .token)
+	curl -fsS -H "Authorization: Bearer $token" http://127.0.0.1:10080/secure && echo
+	kubectl logs monolith -c monolith --tail=2
+
+	# The nginx sidecar: TLS on 8443, proxying to the monolith.
+	port_forward secure-monolith 10443:8443
+	curl -fsS --cacert "$TLS_DIR/ca.pem" https://localhost:10443/ && echo
+	token=$(curl -fsS --cacert "$TLS_DIR/ca.pem" -u "$LOGIN" https://localhost:10443/login | jq -r .token)
+	curl -fsS --cacert "$TLS_DIR/ca.pem" -H "Authorization: Bearer $token" https://localhost:10443/secure && echo
+
+	# The NodePort Service has no endpoints until the pod is labelled.
+	kubectl create -f kubernetes/services/monolith.yaml
+	code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 3 --cacert "$TLS_DIR/ca.pem" https://localhost:31000/ || true)
+	[[ $code != 200 ]] || fail "the monolith NodePort answered before any pod was labelled"
+	kubectl label pods secure-monolith secure=enabled
+	wait_until "NodePort 31000 answers" 20 curl -fsS --max-time 3 --cacert "$TLS_DIR/ca.pem" https://localhost:31000/
+	kill_port_forwards
+}
+
+# endpoint_ready POD: yes, no or absent, as hello's EndpointSlices say.
+endpoint_ready() {
+	kubectl get endpointslices -l kubernetes.io/service-name=hello -o json |
+		jq -r --arg pod "$1" '[.items[].endpoints[]? | select(.targetRef.name == $pod) | .conditions.ready] |
+			if length == 0 then "absent" elif .[0] then "yes" else "no" end'
+}
+
+endpoint_is() {
+	[[ $(endpoint_ready "$1") == "$2" ]]
+}
+
+# toggle URL WANT flips a probe with POST URL, which answers with the probe's
+# new status code.
+toggle() {
+	local code
+	code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$1")
+	[[ $code == "$2" ]] || fail "POST $1: $code, want $2"
+}
+
+restarts() {
+	kubectl get pod "$1" -o 'jsonpath={.status.containerStatuses[0].restartCount}'
+}
+
+restarted() {
+	(($(restarts "$1") >= 1))
+}
+
+probes() {
+	local pod
+	pod=$(kubectl get pods -l app=hello,track=stable -o 'jsonpath={.items[0].metadata.name}')
+	[[ $(endpoint_ready "$pod") == yes ]] || fail "$pod is not a ready endpoint of hello"
+	port_forward "$pod" 10081:8081
+	toggle http://127.0.0.1:10081/readiness/status 503
+	wait_until "$pod out of hello's endpoints" 30 endpoint_is "$pod" no
+	kubectl get pods -l app=hello
+	toggle http://127.0.0.1:10081/readiness/status 200
+	wait_until "$pod back in hello's endpoints" 30 endpoint_is "$pod" yes
+	kill_port_forwards
+
+	# Liveness, as the tutorial does it: on the healthy-monolith pod.
+	kubectl create -f kubernetes/pods/healthy-monolith.yaml
+	kubectl wait pod healthy-monolith --for=condition=Ready --timeout=60s
+	[[ $(restarts healthy-monolith) == 0 ]] || fail "healthy-monolith restarted already"
+	port_forward healthy-monolith 10082:8081
+	toggle http://127.0.0.1:10082/healthz/status 503
+	wait_until "the kubelet restarted healthy-monolith" 90 restarted healthy-monolith
+	kill_port_forwards
+	kubectl wait pod healthy-monolith --for=condition=Ready --timeout=60s
+	kubectl delete -f kubernetes/pods/healthy-monolith.yaml -f kubernetes/pods/monolith.yaml --wait=false
+}
+
+rolling() {
+	load_start rolling-update
+	kubectl patch deployment hello --patch-file kubernetes/patches/hello-2.0.0.yaml
+	kubectl rollout status deployment/hello --timeout=180s
+	load_stop rolling-update 1.0.0 2.0.0
+	kubectl get replicasets -l app=hello
+	kubectl rollout history deployment/hello
+
+	load_start rollout-undo
+	kubectl rollout undo deployment/hello
+	kubectl rollout status deployment/hello --timeout=180s
+	load_stop rollout-undo 2.0.0 1.0.0
+}
+
+# version_share VERSION N: the percentage of N fresh connections to the
+# hello Service's cluster address that VERSION answers (kube-proxy picks an
+# endpoint per connection; nginx's kept-alive upstream connections would not).
+version_share() {
+	local want=$1 n=$2 ip hits=0 i
+	ip=$(kubectl get service hello -o 'jsonpath={.spec.clusterIP}')
+	for ((i = 0; i < n; i++)); do
+		if [[ $(curl -fsS --max-time 2 "http://$ip/version" | jq -r .version) == "$want" ]]; then
+			hits=$((hits + 1))
+		fi
+	done
+	echo $((100 * hits / n))
+}
+
+# lines NAME: how many lines the tester has printed so far.
+lines() {
+	wc -l <"$E/load-$1.log"
+}
+
+# only_version NAME SINCE VERSION: a second after line SINCE of the tester's
+# timeline in which only VERSION answered. (A timeline line has ten columns,
+# then one "version=count" per version.)
+only_version() {
+	awk -v since="$2" -v want="$3=" 'NR > since && $1 ~ /^[0-9.]+s$/ && NF == 11 && index($11, want) == 1 {found = 1} END {exit !found}' "$E/load-$1.log"
+}
+
+# switch_service NAME FILE VERSION applies the Service FILE and waits until
+# only VERSION answers through the frontend. nginx keeps its upstream
+# connections alive, and kube-proxy moves only new connections, so the old
+# track keeps some traffic until nginx renews those (after 1000 requests or
+# 60 s idle): the time is recorded.
+switch_service() {
+	local name=$1 file=$2 version=$3 since t=$SECONDS
+	since=$(lines "$name")
+	kubectl apply -f "$file"
+	wait_until "only $version answers after $file" 120 only_version "$name" "$since" "$version"
+	echo "$name: $file applied, only $version answering after $((SECONDS - t))s" | tee -a "$E/notes"
+}
+
+bluegreen_canary() {
+	kubectl apply -f kubernetes/deployments/hello-blue.yaml
+	kubectl rollout status deployment/hello-blue --timeout=120s
+	load_start blue-green
+	switch_service blue-green kubernetes/services/hello-blue.yaml 1.0.0
+	kubectl apply -f kubernetes/deployments/hello-green.yaml
+	kubectl rollout status deployment/hello-green --timeout=120s
+	switch_service blue-green kubernetes/services/hello-green.yaml 2.0.0
+	switch_service blue-green kubernetes/services/hello-blue.yaml 1.0.0
+	kubectl delete -f kubernetes/deployments/hello-green.yaml # first, as the tutorial says
+	kubectl apply -f kubernetes/services/hello.yaml
+	load_stop blue-green 1.0.0 2.0.0
+	kubectl delete -f kubernetes/deployments/hello-blue.yaml
+
+	# The share is measured with fresh connections to the Service: through
+	# the frontend, nginx sends everything over one kept-alive upstream
+	# connection at a time (renewed every 1000 requests), so there the canary
+	# answers in 20 s bursts, or not at all for a while. The load through
+	# the frontend must still see no failure.
+	load_start canary
+	kubectl apply -f kubernetes/deployments/hello-canary.yaml
+	kubectl rollout status deployment/hello-canary --timeout=120s
+	kubectl get pods -l app=hello -L track,version
+	local share
+	share=$(version_share 2.0.0 200)
+	echo "canary: 2.0.0 answered ${share}% of 200 fresh connections to the hello Service (1 pod of 4: about 25%)" | tee -a "$E/notes"
+	load_stop canary 1.0.0
+	((share >= CANARY_MIN && share <= CANARY_MAX)) || fail "canary share ${share}%, want ${CANARY_MIN}-${CANARY_MAX}%"
+	kubectl delete -f kubernetes/deployments/hello-canary.yaml
+}
+
+available() {
+	kubectl get deployment hello -o 'jsonpath={.status.availableReplicas}'
+}
+
+broken() {
+	local want
+	want=$(kubectl get deployment hello -o 'jsonpath={.spec.replicas}')
+	load_start never-ready
+	kubectl set env deployment/hello FAULT=never-ready
+	# The rollout stalls: one new pod that never becomes ready, no old pod
+	# stopped. (Its progress deadline is 120 s; 30 s show the stall.)
+	if kubectl rollout status deployment/hello --timeout=30s; then
+		fail "the never-ready rollout completed"
+	fi
+	log "the rollout stalled, as it should"
+	kubectl get pods -l app=hello -L version
+	local unready
+	unready=$(kubectl get pods -l app=hello,track=stable -o json |
+		jq '[.items[] | select(.status.conditions[]? | select(.type == "Ready" and .status == "False"))] | length')
+	((unready >= 1)) || fail "no unready new pod"
+	[[ $(available) == "$want" ]] || fail "available replicas $(available), want $want: capacity lost"
+	kubectl rollout undo deployment/hello
+	kubectl rollout status deployment/hello --timeout=120s
+	[[ $(available) == "$want" ]] || fail "available replicas $(available) after undo, want $want"
+	load_stop never-ready 1.0.0
+}
+
+cluster_down() {
+	"$here/cluster.sh" down
+	"$here/cluster.sh" down # safe twice
+	host_state >"$E/host-after"
+	if ! diff -u "$E/host-before" "$E/host-after" >&2; then
+		fail "the host is not as before (- before, + after)"
+	fi
+	log "host as before: $(wc -l <"$E/host-before") facts compared"
+}
+
+# ---- failure report and summary ---------------------------------------------
+
+diagnose() {
+	log "diagnostics"
+	[[ -f $KUBECONFIG ]] || return 0
+	kubectl get nodes,pods,services,endpointslices -A -o wide >&2 || true
+	kubectl get events -A --sort-by=.lastTimestamp 2>/dev/null | tail -n 40 >&2 || true
+	local pod
+	for pod in $(kubectl get pods -o 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}' 2>/dev/null); do
+		if ! kubectl get pod "$pod" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' | grep -q True; then
+			kubectl describe pod "$pod" | tail -n 25 >&2 || true
+			kubectl logs "$pod" --all-containers --tail=20 >&2 || true
+		fi
+	done
+	local f
+	for f in "$state"/logs/*.log; do
+		[[ -f $f ]] || continue
+		echo "---- $f (last 15 lines)" >&2
+		tail -n 15 "$f" >&2
+	done
+}
+
+summary() {
+	echo
+	echo "==== summary (test/cluster/e2e.sh)"
+	printf '%-5s %-22s %s\n' result step time
+	local r n t
+	while IFS='|' read -r r n t; do
+		printf '%-5s %-22s %s\n' "$r" "$n" "$t"
+	done <"$E/steps"
+	if [[ -s $E/loads ]]; then
+		echo
+		echo "load (cmd/rollout, GET /secure logged in, $RATE requests/s through the frontend):"
+		local name s v
+		while IFS='|' read -r name s v; do
+			printf '  %-15s %s\n                  versions: %s\n' "$name" "$s" "$v"
+		done <"$E/loads"
+	fi
+	[[ -s $E/notes ]] && sed 's/^/  /' "$E/notes"
+	echo
+	echo "total: $((SECONDS - t_start))s"
+	echo "cluster: $passed passed, $failed failed"
+}
+
+main() {
+	trap 'log "interrupted: taking the cluster down"; kill_port_forwards; "$here/cluster.sh" down; rm -rf "$E"; exit 130' INT TERM
+	if "$here/cluster.sh" status 2>/dev/null | grep -q ': running'; then
+		log "a cluster is up already (make cluster-down first): not touching it"
+		return 1
+	fi
+	rm -rf "$E"
+	mkdir -p "$E"
+	: >"$E/steps"
+	host_state >"$E/host-before"
+	step "0 cluster up" cluster_up
+	step "0 images" images
+	step "1 deploy" deploy
+	step "2 frontend" frontend
+	step "3 pods" pods
+	step "4 probes" probes
+	step "5 rolling update" rolling
+	step "6 blue-green, canary" bluegreen_canary
+	step "7 never-ready" broken
+	kill_port_forwards
+	if ((failed > 0)); then
+		diagnose
+	fi
+	if [[ ${KEEP_CLUSTER:-} == 1 ]]; then
+		log "KEEP_CLUSTER=1: the cluster stays up; test/cluster/cluster.sh down removes it"
+	else
+		failed_before=$failed
+		failed=0 # step 8 runs whatever happened before
+		step "8 down" cluster_down
+		failed=$((failed + failed_before))
+	fi
+	summary
+	rm -rf "$E"
+	((failed == 0))
+}
+
+main
