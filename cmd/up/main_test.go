@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,11 +12,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"example.com/app/internal/edge/edgetest"
+	"example.com/app/internal/testbin"
 )
 
 // TestRun starts the stack, uses it through nginx, stops it as Ctrl-C
@@ -29,7 +28,7 @@ func TestRun(t *testing.T) {
 	edgetest.Binary(t) // fail (or skip) here if there is no nginx
 	tlsDir := filepath.Join(t.TempDir(), "tls")
 	edgePort, httpPort := port(edgetest.FreeAddr(t)), port(edgetest.FreeAddr(t))
-	var stdout, stderr syncBuffer
+	var stdout, stderr testbin.SyncBuffer
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
@@ -151,22 +150,4 @@ func doJSON(t *testing.T, c *http.Client, req *http.Request, v any) int {
 		t.Errorf("%s %s: decoding: %v", req.Method, req.URL, err)
 	}
 	return resp.StatusCode
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

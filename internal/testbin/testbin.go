@@ -64,7 +64,7 @@ type Process struct {
 	Started      time.Time
 
 	cmd  *exec.Cmd
-	logs lockedBuffer
+	logs SyncBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // its exit error, once done is closed
 }
@@ -119,7 +119,7 @@ func (p *Process) readLogs(r io.Reader, addrs chan<- [2]string) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
-		p.logs.write(append(line, '\n'))
+		p.logs.Write(append(line, '\n')) //nolint:errcheck // a bytes.Buffer write cannot fail
 		var entry struct{ Msg, Server, Addr string }
 		if sent || json.Unmarshal(line, &entry) != nil || entry.Msg != "listening" {
 			continue
@@ -224,18 +224,22 @@ func Run(t testing.TB, bin string, env []string, args ...string) (int, string) {
 	return 0, stderr.String()
 }
 
-type lockedBuffer struct {
+// SyncBuffer is a bytes.Buffer that a writer and readers may use at once,
+// for a process's output.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) write(p []byte) {
+// Write appends p.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.buf.Write(p)
+	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+// String returns everything written so far.
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

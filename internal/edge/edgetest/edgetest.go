@@ -6,7 +6,6 @@
 package edgetest
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -78,7 +76,7 @@ type Edge struct {
 	CA      *x509.CertPool // the same, parsed
 	Client  *http.Client   // trusts CA, speaks HTTP/2, does not follow redirects
 
-	accessLog, errorLog *syncBuffer
+	accessLog, errorLog *testbin.SyncBuffer
 }
 
 // Start relocates site, a config from nginx/ (rendered if a template), to
@@ -100,7 +98,7 @@ func Start(t testing.TB, site string, opts Options) *Edge {
 
 	// A free port may be taken between choosing and binding it: try again.
 	for attempt := 1; ; attempt++ {
-		e := &Edge{CAFile: filepath.Join(tlsDir, certs.CAFile), CA: ca, accessLog: &syncBuffer{}, errorLog: &syncBuffer{}}
+		e := &Edge{CAFile: filepath.Join(tlsDir, certs.CAFile), CA: ca, accessLog: &testbin.SyncBuffer{}, errorLog: &testbin.SyncBuffer{}}
 		m := edge.Mapping{HTTPS: FreeAddr(t), CertDir: tlsDir, Upstreams: opts.Upstreams}
 		e.Addr = m.HTTPS
 		e.URL = "https://localhost:" + port(m.HTTPS)
@@ -209,21 +207,3 @@ func FreeAddr(t testing.TB) string {
 
 // port returns the port of a host:port made by FreeAddr.
 func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
-
-// syncBuffer is a bytes.Buffer safe for a writer and readers at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
