@@ -12,13 +12,34 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Images: $(REGISTRY)/<binary>:$(VERSION), for every platform in PLATFORMS.
 # The Kubernetes manifests name the same registry (kubernetes/kustomization.yaml).
-CONTAINER_ENGINE ?= docker
+# CONTAINER_ENGINE is docker if a docker command is installed, else podman
+# (which only-podman machines would otherwise have to name every time).
+CONTAINER_ENGINE ?= $(if $(shell command -v docker 2>/dev/null),docker,podman)
 REGISTRY         ?= ghcr.io/example/app
 PLATFORMS        ?= linux/amd64,linux/arm64
 REVISION         ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 SOURCE           ?= https://example.com/app
 IMAGE_ARGS        = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg SOURCE=$(SOURCE)
+# docker's `make push` builds every platform at once, which the `docker`
+# driver of Docker's classic image store refuses ("Multi-platform build is not
+# supported for the docker driver"): it builds with a docker-container builder
+# of this name, made on first use (network=host lets it push to a registry on
+# localhost). DOCKER_BUILDER= uses the current builder instead (Docker Desktop,
+# or Engine with the containerd image store, can build several platforms).
+DOCKER_BUILDER   ?= app-multiplatform
 comma := ,
+platform_list     = $(subst $(comma), ,$(PLATFORMS))
+# docker's `make images` loads one platform: this machine's if PLATFORMS has
+# it, else the first. The classic image store cannot hold a multi-platform
+# image (and a docker-container builder cannot --load one), and an image for
+# another architecture would not run here anyway; loading one tag per platform
+# would build every platform for nothing. `make push` builds them all.
+load_platform     = $(or $(filter linux/$(shell go env GOARCH),$(platform_list)),$(firstword $(platform_list)))
+ifneq ($(filter images push,$(MAKECMDGOALS)),)
+ifeq ($(filter docker podman,$(CONTAINER_ENGINE)),)
+$(error CONTAINER_ENGINE=$(CONTAINER_ENGINE): want docker or podman)
+endif
+endif
 
 # Kubernetes: the current kubectl context; NAMESPACE empty means its namespace.
 NAMESPACE          ?=
@@ -32,8 +53,20 @@ VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 .DEFAULT_GOAL := help
 .PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
 
-help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## list the targets, and the settings they will use
+	@echo 'Usage: make TARGET [SETTING=value ...]'
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo 'Settings, as this make would use them:'
+	@printf '  %-17s %s\n' \
+		VERSION '$(VERSION)' \
+		REGISTRY '$(REGISTRY)' \
+		PLATFORMS '$(PLATFORMS)' \
+		CONTAINER_ENGINE '$(CONTAINER_ENGINE)' \
+		DOCKER_BUILDER '$(DOCKER_BUILDER)' \
+		NAMESPACE '$(or $(NAMESPACE),(empty: the kubectl context namespace))' \
+		GOTOOLCHAIN '$(GOTOOLCHAIN)'
 
 build: ## build static binaries into bin/ (VERSION=2.0.0 for the rollout's second version)
 	@mkdir -p bin
@@ -79,40 +112,52 @@ lint: vulncheck ## check formatting, go vet, go.mod tidiness and known vulnerabi
 	go mod tidy -diff
 
 vulncheck: ## report known vulnerabilities in the code's call graph (offline database)
+	@test -f "$$(go env GOMODCACHE)/cache/download/golang.org/x/vulndb/@v/$(VULNDB_VERSION).zip" || \
+		echo "vulncheck: downloading the Go vulnerability database golang.org/x/vulndb@$(VULNDB_VERSION) (about 25 MB, 67 MB unpacked; once, then from the module cache)"
 	@db=$$(go mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
 	test -n "$$db" || { echo "could not download golang.org/x/vulndb@$(VULNDB_VERSION)"; exit 1; }; \
 	go run golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) -db "file://$$db/data/osv" ./...
 
 build-linux: ## cross-compile static binaries into bin/linux-ARCH/ for each of PLATFORMS
-	for arch in $(subst linux/,,$(subst $(comma), ,$(PLATFORMS))); do \
+	for arch in $(subst linux/,,$(platform_list)); do \
 		for b in $(BINARIES); do \
 			CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -ldflags "$(LDFLAGS)" -o bin/linux-$$arch/$$b ./$$b || exit; \
 		done; \
 	done
 
-# podman makes one manifest list per image (--layers=false avoids
-# podman#19757). docker needs the containerd image store to load several
-# platforms; otherwise use PLATFORMS=linux/amd64.
-images: build-linux ## build $(REGISTRY)/{auth,hello,monolith}:$(VERSION) for PLATFORMS with $(CONTAINER_ENGINE)
+# podman builds one manifest list per image, every platform (--layers=false
+# avoids podman#19757), and push sends it. docker builds and pushes every
+# platform in one `buildx build --push` per image, without `make images`
+# first: Docker could not load what push needs, and nothing is built twice.
+images: build-linux ## build $(REGISTRY)/{auth,hello,monolith}:$(VERSION) with $(CONTAINER_ENGINE): every platform (podman), this machine's (docker)
+ifeq ($(CONTAINER_ENGINE),podman)
 	for b in $(BINARIES); do \
 		image=$(REGISTRY)/$$b:$(VERSION); \
-		if [ "$(CONTAINER_ENGINE)" = podman ]; then \
-			podman manifest rm $$image >/dev/null 2>&1; \
-			podman build --layers=false --platform $(PLATFORMS) --manifest $$image $(IMAGE_ARGS) -f dockerfiles/$$b.Dockerfile . || exit; \
-		else \
-			docker buildx build --platform $(PLATFORMS) --load -t $$image $(IMAGE_ARGS) -f dockerfiles/$$b.Dockerfile . || exit; \
-		fi; \
+		podman manifest rm $$image >/dev/null 2>&1; \
+		podman build --layers=false --platform $(PLATFORMS) --manifest $$image $(IMAGE_ARGS) -f dockerfiles/$$b.Dockerfile . || exit; \
 	done
+else
+	@echo "images: docker loads $(load_platform) only; make push builds and pushes $(PLATFORMS)"
+	for b in $(BINARIES); do \
+		docker buildx build --platform $(load_platform) --load -t $(REGISTRY)/$$b:$(VERSION) $(IMAGE_ARGS) -f dockerfiles/$$b.Dockerfile . || exit; \
+	done
+endif
 
-push: images ## push the images (a multi-arch manifest list each) to $(REGISTRY)
+push: $(if $(filter podman,$(CONTAINER_ENGINE)),images,build-linux) ## push the images (a multi-platform image each, PLATFORMS) to $(REGISTRY)
+ifeq ($(CONTAINER_ENGINE),podman)
 	for b in $(BINARIES); do \
 		image=$(REGISTRY)/$$b:$(VERSION); \
-		if [ "$(CONTAINER_ENGINE)" = podman ]; then \
-			podman manifest push --all $$image docker://$$image || exit; \
-		else \
-			docker buildx build --platform $(PLATFORMS) --push -t $$image $(IMAGE_ARGS) -f dockerfiles/$$b.Dockerfile . || exit; \
-		fi; \
+		podman manifest push --all $$image docker://$$image || exit; \
 	done
+else
+ifneq ($(DOCKER_BUILDER),)
+	docker buildx inspect $(DOCKER_BUILDER) >/dev/null 2>&1 || \
+		docker buildx create --name $(DOCKER_BUILDER) --driver docker-container --driver-opt network=host
+endif
+	for b in $(BINARIES); do \
+		docker buildx build $(if $(DOCKER_BUILDER),--builder $(DOCKER_BUILDER)) --platform $(PLATFORMS) --push -t $(REGISTRY)/$$b:$(VERSION) $(IMAGE_ARGS) -f dockerfiles/$$b.Dockerfile . || exit; \
+	done
+endif
 
 test-containers: ## build the images with podman, check them, and roll hello 1.0.0 -> 2.0.0 under load through nginx
 	CONTAINER_TESTS=1 go test -count=1 -v -timeout 10m ./test/containers
