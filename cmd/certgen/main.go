@@ -48,6 +48,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := b.WriteDir(*out, *force); err != nil {
+		if errors.Is(err, certs.ErrExist) {
+			return fmt.Errorf("%w; use -force (make certs FORCE=1) to replace the files in %s", err, *out)
+		}
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s, %s and %s (the key with mode 0600); trust %s in clients\n",

@@ -45,8 +45,8 @@ func TestRun(t *testing.T) {
 
 	key := readFile(t, filepath.Join(dir, certs.KeyFile))
 	err = run([]string{"certgen", "-out", dir}, io.Discard, io.Discard)
-	if !errors.Is(err, certs.ErrExist) || !strings.Contains(err.Error(), "-force") {
-		t.Errorf("run(-out %s) again: error = %v, want ErrExist mentioning -force", dir, err)
+	if !errors.Is(err, certs.ErrExist) || !strings.Contains(err.Error(), "use -force (make certs FORCE=1)") {
+		t.Errorf("run(-out %s) again: error = %v, want ErrExist naming -force and make certs FORCE=1", dir, err)
 	}
 	if readFile(t, filepath.Join(dir, certs.KeyFile)) != key {
 		t.Error("run without -force replaced key.pem")

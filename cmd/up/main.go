@@ -214,7 +214,7 @@ func ensureCerts(dir string, stdout io.Writer) error {
 		return err
 	}
 	if err := b.WriteDir(dir, false); err != nil {
-		return fmt.Errorf("%w (or delete %s)", err, dir)
+		return fmt.Errorf("%w: make certs FORCE=1 replaces the files in %s, or delete them", err, dir)
 	}
 	fmt.Fprintf(stdout, "wrote a CA and a certificate for localhost into %s\n", dir)
 	return nil

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"example.com/app/internal/certs"
 	"example.com/app/internal/edge/edgetest"
 	"example.com/app/internal/testbin"
 )
@@ -150,4 +152,20 @@ func doJSON(t *testing.T, c *http.Client, req *http.Request, v any) int {
 		t.Errorf("%s %s: decoding: %v", req.Method, req.URL, err)
 	}
 	return resp.StatusCode
+}
+
+// TestEnsureCertsPartial checks that a tls/ holding only some of the files
+// is left alone, with an error saying how to replace them.
+func TestEnsureCertsPartial(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, certs.CAFile), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := ensureCerts(dir, io.Discard)
+	if !errors.Is(err, certs.ErrExist) || !strings.Contains(err.Error(), "make certs FORCE=1") {
+		t.Errorf("ensureCerts(%s) with only %s: error = %v, want ErrExist naming make certs FORCE=1", dir, certs.CAFile, err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, certs.CAFile)); string(data) != "old" {
+		t.Errorf("ensureCerts replaced %s", certs.CAFile)
+	}
 }

@@ -158,7 +158,7 @@ func (b *Bundle) WriteDir(dir string, overwrite bool) error {
 		for _, f := range files {
 			path := filepath.Join(dir, f.name)
 			if _, err := os.Lstat(path); err == nil {
-				return fmt.Errorf("certs: %s: %w (use -force to replace it)", path, ErrExist)
+				return fmt.Errorf("certs: %s: %w", path, ErrExist)
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("certs: %w", err)
 			}
