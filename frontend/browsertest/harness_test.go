@@ -172,7 +172,7 @@ func (b *sharedBrowser) close() {
 }
 
 // installHint says how to get a browser for these tests.
-const installHint = "install Chromium: `apt-get install chromium` (Debian/Ubuntu), or set CHROMIUM to a Chrome or Chromium binary"
+const installHint = "install Chromium: `apt-get install chromium` (Debian), `apt-get install chromium-browser` (Ubuntu), or set CHROMIUM to a Chrome or Chromium binary"
 
 // findChromium returns the path of Chromium (or Chrome): $CHROMIUM if set,
 // else the first of the usual names on PATH.
