@@ -159,7 +159,7 @@ endif
 	done
 endif
 
-test-containers: ## build the images with podman, check them, and roll hello 1.0.0 -> 2.0.0 under load through nginx
+test-containers: ## build the images with podman, check them, make push them to a local registry, and roll hello 1.0.0 -> 2.0.0 under load through nginx
 	CONTAINER_TESTS=1 go test -count=1 -v -timeout 10m ./test/containers
 
 secrets: ## create or update the Secrets and ConfigMaps in the current kubectl context (a JWT key only if there is none)
