@@ -129,7 +129,7 @@ build-linux: ## cross-compile static binaries into bin/linux-ARCH/ for each of P
 # avoids podman#19757), and push sends it. docker builds and pushes every
 # platform in one `buildx build --push` per image, without `make images`
 # first: Docker could not load what push needs, and nothing is built twice.
-images: build-linux ## build $(REGISTRY)/{auth,hello,monolith}:$(VERSION) with $(CONTAINER_ENGINE): every platform (podman), this machine's (docker)
+images: build-linux ## build $(REGISTRY)/{auth,hello,monolith}:$(VERSION) with CONTAINER_ENGINE: podman every platform, docker this machine's only
 ifeq ($(CONTAINER_ENGINE),podman)
 	for b in $(BINARIES); do \
 		image=$(REGISTRY)/$$b:$(VERSION); \
