@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"example.com/app/internal/certs"
 	"example.com/app/internal/edge"
 	"example.com/app/internal/edge/edgetest"
 )
@@ -46,7 +45,7 @@ func TestConfigsPassNginxT(t *testing.T) {
 	}
 	t.Logf("%s is nginx %s", bin, version)
 	tls := t.TempDir()
-	writeCerts(t, tls)
+	edgetest.WriteCerts(t, tls)
 	p := edge.Params{
 		HTTPSListen: "127.0.0.1:1", HTTPListen: "127.0.0.1:2", TLSDir: tls, UIDir: edgetest.UIDir(t),
 		Auth: []string{"127.0.0.1:3"}, Hello: []string{"127.0.0.1:4", "127.0.0.1:5"}, Monolith: []string{"127.0.0.1:6"},
@@ -595,15 +594,4 @@ func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string
 		t.Fatalf("%s %s: reading the body: %v", req.Method, req.URL, err)
 	}
 	return resp, string(body)
-}
-
-func writeCerts(t *testing.T, dir string) {
-	t.Helper()
-	b, err := certs.Generate(nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.WriteDir(dir, true); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -2,7 +2,6 @@ package containers_test
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net/http"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"example.com/app/internal/certs"
 	"example.com/app/internal/edge"
 	"example.com/app/internal/edge/edgetest"
 	"example.com/app/internal/testbin"
@@ -54,17 +52,9 @@ func TestClusterNginxImage(t *testing.T) {
 	t.Cleanup(func() { podmanQuiet("rmi", "--force", image) })
 
 	tlsDir := filepath.Join(t.TempDir(), "tls")
-	b, err := certs.Generate(nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.WriteDir(tlsDir, false); err != nil {
-		t.Fatal(err)
-	}
+	roots := edgetest.WriteCerts(t, tlsDir)
 	// The Secret's files are readable by the pod's fsGroup, 10101.
 	chownAll(t, filepath.Dir(tlsDir), 10101)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(b.CA)
 
 	// As the manifests set them (kubernetes/check compares those with the
 	// templates); the upstreams are never reached here.

@@ -75,6 +75,22 @@ func UIDir(t testing.TB) string {
 	return filepath.Join(dir, "frontend")
 }
 
+// WriteCerts writes a fresh CA and a certificate for localhost into dir, as
+// certgen does (ca.pem, cert.pem, key.pem), and returns the CA.
+func WriteCerts(t testing.TB, dir string) *x509.CertPool {
+	t.Helper()
+	b, err := certs.Generate(nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteDir(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	ca := x509.NewCertPool()
+	ca.AppendCertsFromPEM(b.CA)
+	return ca
+}
+
 // Edge is a running nginx.
 type Edge struct {
 	URL     string         // https://localhost:port, the TLS listener
@@ -101,15 +117,7 @@ func Start(t testing.TB, tmpl string, p edge.Params) *Edge {
 		t.Fatal(err)
 	}
 	tlsDir := filepath.Join(t.TempDir(), "tls")
-	b, err := certs.Generate(nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.WriteDir(tlsDir, false); err != nil {
-		t.Fatal(err)
-	}
-	ca := x509.NewCertPool()
-	ca.AppendCertsFromPEM(b.CA)
+	ca := WriteCerts(t, tlsDir)
 	redirect := slices.Contains(edge.EnvReferences(tmpl), edge.VarHTTPListen)
 
 	// A free port may be taken between choosing and binding it: try again.
