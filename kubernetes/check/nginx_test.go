@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -268,6 +269,30 @@ func TestNginx(t *testing.T) {
 	}
 	if n < 2 {
 		t.Errorf("found %d nginx containers, want the frontend's and the secure monolith's", n)
+	}
+}
+
+// TestNginxImage checks that every nginx container runs the same image, and
+// that the test cluster builds its stand-in under that name.
+func TestNginxImage(t *testing.T) {
+	images := map[string]bool{}
+	for _, p := range pods(t) {
+		for _, c := range p.spec.Containers {
+			if isNginx(c) {
+				images[c.Image] = true
+			}
+		}
+	}
+	if len(images) != 1 {
+		t.Fatalf("nginx images %v, want one: move them together", sortedKeys(images))
+	}
+	image := sortedKeys(images)[0]
+	script, err := os.ReadFile(filepath.Join(repoDir, "test", "cluster", "cluster.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "NGINX_IMAGE:-docker.io/" + image + "}"; !strings.Contains(string(script), want) {
+		t.Errorf("test/cluster/cluster.sh has no %q: its stand-in must carry the manifests' image name", want)
 	}
 }
 
