@@ -134,15 +134,8 @@ func (p Params) Env() map[string]string {
 }
 
 // Servers returns the server directives of an upstream with these
-// addresses, as the EDGE_*_SERVERS variables hold them. max_fails=0: nginx
-// never marks a server down. With the default (max_fails=1 fail_timeout=10s)
-// one refused connection while an instance restarts takes it out for 10 s;
-// when the other instance restarts in that window nginx has no live server
-// and answers 502 at once, and a replacement gets no traffic for 10 s. With
-// max_fails=0 a refused connection costs a fast retry on the next server
-// (proxy_next_upstream in the templates), and a request fails only if every
-// server refuses it. With one server, a Service's address as in Kubernetes,
-// nginx ignores max_fails: it matters for several, as in the tests.
+// addresses, as the EDGE_*_SERVERS variables hold them, each with
+// max_fails=0 (nginx/frontend.conf.template's header says why).
 func Servers(addrs ...string) string {
 	lines := make([]string, len(addrs))
 	for i, a := range addrs {

@@ -76,7 +76,7 @@ func TestParamsRender(t *testing.T) {
 		"listen 8080 default_server;",
 		"ssl_certificate     /etc/tls/cert.pem;",
 		"ssl_certificate_key /etc/tls/key.pem;",
-		"upstream auth_app {\n    server auth:80 max_fails=0;\n",
+		"\n    server auth:80 max_fails=0;\n",
 		"upstream hello_app {\n    server hello:80 max_fails=0;\n",
 		"return 308 https://$host$request_uri;",
 		"alias /usr/share/nginx/html/ui/;",
