@@ -94,6 +94,18 @@ kube-score: ## install kube-score, which test-k8s runs on the manifests
 edge-e2e: ## the end-to-end tests through real nginx, printing the measured figures
 	go test -count=1 -v ./internal/edge/e2e
 
+# A current nginx next to Debian 12's 1.22: the configs must run warning-free
+# on both (nginx 1.25.1 changed how HTTP/2 is switched on). build.sh builds
+# Debian 13's upstream nginx once and caches it outside the repository.
+NGINX_MODERN = $(shell test/cluster/build.sh nginx-bin)
+.PHONY: nginx-modern test-nginx-modern
+nginx-modern: ## build nginx 1.26.3 from Debian 13's source into /var/cache/app-nginx (root the first time: apt; about 2 min, then cached)
+	test/cluster/build.sh nginx
+
+test-nginx-modern: nginx-modern ## run the edge, make up and UI tests again with that nginx (NGINX_BIN picks the nginx any test runs)
+	NGINX_BIN=$(NGINX_MODERN) go test -race -count=1 ./internal/edge/... ./cmd/up
+	NGINX_BIN=$(NGINX_MODERN) $(MAKE) test-ui
+
 certs: ## write a CA and a localhost certificate into tls/ (FORCE=1 replaces them, HOSTS=a,b adds names)
 	go run ./cmd/certgen -out tls $(if $(FORCE),-force) $(if $(HOSTS),-hosts $(HOSTS))
 

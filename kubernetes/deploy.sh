@@ -27,7 +27,7 @@ readonly TLS_SECRET=tls-certs         # keys cert.pem, key.pem; mounted at /etc/
 readonly JWT_SECRET=jwt-secret        # key JWT_SECRET, the services' env JWT_SECRET
 readonly JWT_SECRET_KEY=JWT_SECRET
 readonly FRONTEND_CONF=nginx-frontend-conf # key frontend.conf.template
-readonly PROXY_CONF=nginx-proxy-conf       # key proxy.conf
+readonly PROXY_CONF=nginx-proxy-conf       # key proxy.conf.template
 readonly UI_FILES=frontend-ui              # frontend/'s files, at /ui/ (optional in the pod)
 # The images that kustomization.yaml deploys (the monolith image is used only
 # by pods/), and the deployments to wait for.
@@ -84,7 +84,7 @@ secrets() {
 	for f in "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem"; do
 		[[ -f $f ]] || die "$f is missing: run make certs first (go run ./cmd/certgen -out tls)"
 	done
-	for f in "$NGINX_DIR/frontend.conf.template" "$NGINX_DIR/proxy.conf"; do
+	for f in "$NGINX_DIR/frontend.conf.template" "$NGINX_DIR/proxy.conf.template"; do
 		[[ -f $f ]] || die "$f is missing"
 	done
 	set_namespace
@@ -116,7 +116,7 @@ secrets() {
 	create_apply configmap "$FRONTEND_CONF" \
 		--from-file=frontend.conf.template="$NGINX_DIR/frontend.conf.template"
 	if $changed; then frontend_files_changed=true; fi
-	create_apply configmap "$PROXY_CONF" --from-file=proxy.conf="$NGINX_DIR/proxy.conf"
+	create_apply configmap "$PROXY_CONF" --from-file=proxy.conf.template="$NGINX_DIR/proxy.conf.template"
 
 	# The static UI: the files at the top of frontend/ (a directory's
 	# subdirectories are skipped). The frontend mounts it optionally, so

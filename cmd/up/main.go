@@ -9,7 +9,9 @@
 //	up [-edge-port 8443] [-http-port 8080] [-tls tls]
 //
 // EDGE_PORT and EDGE_HTTP_PORT set the ports' defaults. nginx must be
-// installed: `apt-get install nginx` or `brew install nginx`.
+// installed: `apt-get install nginx` or `brew install nginx`; NGINX_BIN
+// names another binary. Any version works: the template's http2 form is
+// chosen from `nginx -v`.
 package main
 
 import (
@@ -27,7 +29,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -72,9 +73,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	nginx, err := edge.Find()
+	nginx, err := edge.Find(getenv)
 	if err != nil {
 		return fmt.Errorf("%w, then run this again", err)
+	}
+	version, err := edge.NginxVersion(ctx, nginx)
+	if err != nil {
+		return err
 	}
 	root, err := moduleRoot()
 	if err != nil {
@@ -121,19 +126,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		services = append(services, s)
 	}
 
-	site, err := serveUI(edge.Render(string(tmpl), map[string]string{
-		edge.AuthUpstream:  services[0].http,
-		edge.HelloUpstream: services[1].http,
-	}), filepath.Join(root, "frontend"))
-	if err != nil {
-		return err
-	}
-	conf, err := edge.Relocate(site, edge.Mapping{
-		HTTPS:        "127.0.0.1:" + strconv.Itoa(*edgePort),
-		HTTP:         "127.0.0.1:" + strconv.Itoa(*httpPort),
-		CertDir:      certDir,
+	conf, err := edge.Params{
+		HTTPSListen:  "127.0.0.1:" + strconv.Itoa(*edgePort),
+		HTTPListen:   "127.0.0.1:" + strconv.Itoa(*httpPort),
+		TLSDir:       certDir,
+		HTTP2:        edge.HTTP2For(version),
 		RedirectPort: *edgePort,
-	})
+		UIDir:        filepath.Join(root, "frontend"),
+		Auth:         []string{services[0].http},
+		Hello:        []string{services[1].http},
+	}.Render(string(tmpl))
 	if err != nil {
 		return err
 	}
@@ -150,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	url := "https://localhost:" + strconv.Itoa(*edgePort)
 	ca := filepath.Join(*tlsDir, certs.CAFile)
 	fmt.Fprintf(stdout, `
-The split stack is up: %[1]s
+The split stack is up: %[1]s (nginx %[8]s)
   the UI: %[1]s/ui/ (a browser warns about the certificate unless it trusts %[2]s)
   auth  on http://%[3]s (ops http://%[4]s)
   hello on http://%[5]s (ops http://%[6]s)
@@ -164,7 +166,7 @@ Try:
   curl -i http://localhost:%[7]d/
 Ctrl-C stops everything. nginx's access log follows.
 
-`, url, ca, services[0].http, services[0].health, services[1].http, services[1].health, *httpPort)
+`, url, ca, services[0].http, services[0].health, services[1].http, services[1].health, *httpPort, version)
 
 	var exited string
 	select {
@@ -187,19 +189,6 @@ Ctrl-C stops everything. nginx's access log follows.
 	}
 	fmt.Fprintln(stdout, "stopping")
 	return nil
-}
-
-// uiRoot is where the template serves /ui/ from: the frontend-ui
-// ConfigMap's mount in the frontend pod.
-const uiRoot = "/usr/share/nginx/html/ui/"
-
-// serveUI returns conf with /ui/ served from dir, the repository's frontend/,
-// instead of the ConfigMap's mount.
-func serveUI(conf, dir string) (string, error) {
-	if n := strings.Count(conf, uiRoot); n != 1 {
-		return "", fmt.Errorf("frontend.conf.template names %s %d times, want once (the /ui/ alias)", uiRoot, n)
-	}
-	return strings.Replace(conf, uiRoot, dir+string(filepath.Separator), 1), nil
 }
 
 // ensureCerts writes certificates into dir unless it has cert.pem and key.pem.

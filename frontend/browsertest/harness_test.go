@@ -106,28 +106,15 @@ func startService(t *testing.T, name string, env []string, args ...string) *test
 	return p
 }
 
-// uiRoot is where nginx/frontend.conf.template serves /ui/ from: the
-// frontend-ui ConfigMap's mount in the frontend pod.
-const uiRoot = "/usr/share/nginx/html/ui/"
-
 // startEdge runs nginx with frontend.conf.template as in Kubernetes, with
-// the Services mapped to the given app addresses and /ui/ served from
-// frontend/.
+// the given app addresses as the Services' and /ui/ served from frontend/.
 func startEdge(t *testing.T, auth, hello []string) *edgetest.Edge {
 	t.Helper()
 	tmpl, err := os.ReadFile(filepath.Join(repoRoot, "nginx", "frontend.conf.template"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := edge.Render(string(tmpl), edge.Defaults)
-	if n := strings.Count(conf, uiRoot); n != 1 {
-		t.Fatalf("frontend.conf.template names %s %d times, want once (the /ui/ alias)", uiRoot, n)
-	}
-	conf = strings.Replace(conf, uiRoot, frontendDir+"/", 1)
-	return edgetest.Start(t, conf, edgetest.Options{
-		Redirect:  true, // the template has the plain-HTTP listener
-		Upstreams: map[string][]string{"auth:80": auth, "hello:80": hello},
-	})
+	return edgetest.Start(t, string(tmpl), edge.Params{Auth: auth, Hello: hello, UIDir: frontendDir})
 }
 
 // stack is auth and some hello instances behind the edge.

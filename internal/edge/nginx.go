@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,11 +18,20 @@ import (
 )
 
 // ErrNotFound is returned by Find when there is no nginx to run.
-var ErrNotFound = errors.New("nginx not found: install it with `apt-get install nginx` (Debian/Ubuntu) or `brew install nginx`")
+var ErrNotFound = errors.New("nginx not found: install it with `apt-get install nginx` (Debian/Ubuntu) or `brew install nginx`, or name one with NGINX_BIN=/path/to/nginx")
 
-// Find returns the path of the nginx binary: the one on PATH, else one in
-// the usual places (Debian puts it in /usr/sbin, often not on a user's PATH).
-func Find() (string, error) {
+// Find returns the path of the nginx binary: the one the environment
+// variable NGINX_BIN names (a path, or a name looked up on PATH), else the one on
+// PATH, else one in the usual places (Debian puts it in /usr/sbin, often not
+// on a user's PATH).
+func Find(getenv func(string) string) (string, error) {
+	if name := getenv("NGINX_BIN"); name != "" {
+		path, err := exec.LookPath(name)
+		if err != nil {
+			return "", fmt.Errorf("edge: NGINX_BIN=%s: %w", name, err)
+		}
+		return path, nil
+	}
 	if path, err := exec.LookPath("nginx"); err == nil {
 		return path, nil
 	}
@@ -33,12 +43,30 @@ func Find() (string, error) {
 	return "", ErrNotFound
 }
 
+// NginxVersion returns the version of the nginx binary, from `nginx -v`
+// ("nginx version: nginx/1.22.1").
+func NginxVersion(ctx context.Context, binary string) (Version, error) {
+	out, err := exec.CommandContext(ctx, binary, "-v").CombinedOutput()
+	if err != nil {
+		return Version{}, fmt.Errorf("edge: %s -v: %w: %s", binary, err, out)
+	}
+	_, after, ok := strings.Cut(string(out), "nginx/")
+	if !ok {
+		return Version{}, fmt.Errorf("edge: %s -v printed %q, want \"nginx version: nginx/1.2.3\"", binary, out)
+	}
+	v, err := ParseVersion(after)
+	if err != nil {
+		return Version{}, fmt.Errorf("edge: %s -v: %w", binary, err)
+	}
+	return v, nil
+}
+
 // Nginx is nginx run with one config included in its http block, as the
 // official image includes conf.d/*.conf, in a prefix directory of its own.
 type Nginx struct {
 	Binary string    // the nginx binary; see Find
 	Dir    string    // prefix directory, which must exist: nginx.conf, conf.d/, temp/ and nginx.pid go here
-	Site   string    // the http-level config, relocated to loopback addresses
+	Site   string    // the http-level config: a template from nginx/, rendered
 	Stdout io.Writer // the access log: the configs log to /dev/stdout; nil discards it
 	Stderr io.Writer // the error log; nil discards it
 }
@@ -100,7 +128,11 @@ func (n *Nginx) command(ctx context.Context, extra ...string) *exec.Cmd {
 	// -e stderr: the error log until nginx.conf is read, instead of the
 	// compiled-in /var/log/nginx/error.log, which a user cannot open.
 	args := append([]string{"-e", "stderr", "-p", n.Dir, "-c", n.ConfPath()}, extra...)
-	return exec.CommandContext(ctx, n.Binary, args...)
+	cmd := exec.CommandContext(ctx, n.Binary, args...)
+	// nginx takes NGINX from its environment as listening sockets inherited
+	// from an old binary (a binary upgrade), and fails on any other value.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "NGINX=") })
+	return cmd
 }
 
 // Test writes the config and checks it with nginx -t. It fails if nginx

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"example.com/app/internal/certs"
 	"example.com/app/internal/edge"
 	"example.com/app/internal/edge/edgetest"
 )
@@ -35,29 +34,40 @@ var securityHeaders = map[string]string{
 
 var hexID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
+// TestConfigsPassNginxT checks both templates with nginx -t, rendered
+// with the http2 form for this nginx's version (no warning allowed), and
+// that the other form fails here: the choice matters.
 func TestConfigsPassNginxT(t *testing.T) {
 	bin := edgetest.Binary(t)
+	version, err := edge.NginxVersion(t.Context(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s is nginx %s", bin, version)
 	tls := t.TempDir()
-	frontend, err := edge.Relocate(edge.Render(readConfig(t, "frontend.conf.template"), edge.Defaults), edge.Mapping{
-		HTTPS: "127.0.0.1:1", HTTP: "127.0.0.1:2", CertDir: tls,
-		Upstreams: map[string][]string{"auth:80": {"127.0.0.1:3"}, "hello:80": {"127.0.0.1:4", "127.0.0.1:5"}},
-	})
-	if err != nil {
-		t.Fatal(err)
+	edgetest.WriteCerts(t, tls)
+	p := edge.Params{
+		HTTPSListen: "127.0.0.1:1", HTTPListen: "127.0.0.1:2", TLSDir: tls, UIDir: edgetest.UIDir(t),
+		Auth: []string{"127.0.0.1:3"}, Hello: []string{"127.0.0.1:4", "127.0.0.1:5"}, Monolith: []string{"127.0.0.1:6"},
 	}
-	proxy, err := edge.Relocate(readConfig(t, "proxy.conf"), edge.Mapping{HTTPS: "127.0.0.1:1", CertDir: tls})
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeCerts(t, tls)
-	for name, site := range map[string]string{"frontend.conf": frontend, "proxy.conf": proxy} {
-		n := &edge.Nginx{Binary: bin, Dir: t.TempDir(), Site: site}
-		out, err := n.Test(t.Context())
-		if err != nil {
-			t.Errorf("nginx -t with %s: %v", name, err)
-			continue
+	for _, name := range []string{"frontend.conf.template", "proxy.conf.template"} {
+		for _, form := range []edge.HTTP2{edge.HTTP2Parameter, edge.HTTP2Directive} {
+			p.HTTP2 = form
+			site, err := p.Render(readConfig(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := &edge.Nginx{Binary: bin, Dir: t.TempDir(), Site: site}
+			out, err := n.Test(t.Context())
+			switch want := edge.HTTP2For(version); {
+			case form == want && err != nil:
+				t.Errorf("nginx %s -t with %s, EDGE_HTTP2=%q: %v", version, name, form, err)
+			case form == want:
+				t.Logf("nginx %s -t with %s, EDGE_HTTP2=%q:\n%s", version, name, form, out)
+			case err == nil:
+				t.Errorf("nginx %s -t with %s, EDGE_HTTP2=%q: no error or warning, want one (this nginx wants %q)", version, name, form, want)
+			}
 		}
-		t.Logf("nginx -t with %s:\n%s", name, out)
 	}
 }
 
@@ -357,9 +367,8 @@ func TestFrontendUpstreamDown(t *testing.T) {
 func TestFrontendNextUpstream(t *testing.T) {
 	auth, live := startBackend(t, "auth"), startBackend(t, "hello-1")
 	down := edgetest.FreeAddr(t)
-	e := edgetest.Start(t, edge.Render(readConfig(t, "frontend.conf.template"), edge.Defaults), edgetest.Options{
-		Redirect:  true,
-		Upstreams: map[string][]string{"auth:80": {auth.addr()}, "hello:80": {down, live.addr()}},
+	e := edgetest.Start(t, readConfig(t, "frontend.conf.template"), edge.Params{
+		Auth: []string{auth.addr()}, Hello: []string{down, live.addr()}, UIDir: edgetest.UIDir(t),
 	})
 	for i := range 10 {
 		req := mustRequest("GET", e.URL+"/", nil)
@@ -388,9 +397,7 @@ func TestFrontendNextUpstream(t *testing.T) {
 // TestProxyConf checks the secure-monolith sidecar config.
 func TestProxyConf(t *testing.T) {
 	monolith := startBackend(t, "monolith")
-	e := edgetest.Start(t, readConfig(t, "proxy.conf"), edgetest.Options{
-		Upstreams: map[string][]string{"127.0.0.1:8080": {monolith.addr()}},
-	})
+	e := edgetest.Start(t, readConfig(t, "proxy.conf.template"), edge.Params{Monolith: []string{monolith.addr()}})
 	req := mustRequest("POST", e.URL+"/login", nil)
 	req.SetBasicAuth("user", "password")
 	for _, req := range []*http.Request{mustRequest("GET", e.URL+"/", nil), req, mustRequest("GET", e.URL+"/metrics", nil)} {
@@ -413,15 +420,14 @@ func TestProxyConf(t *testing.T) {
 }
 
 func TestProxyConfMonolithDown(t *testing.T) {
-	e := edgetest.Start(t, readConfig(t, "proxy.conf"), edgetest.Options{
-		Upstreams: map[string][]string{"127.0.0.1:8080": {edgetest.FreeAddr(t)}},
-	})
+	e := edgetest.Start(t, readConfig(t, "proxy.conf.template"), edge.Params{Monolith: []string{edgetest.FreeAddr(t)}})
 	resp, body := get(t, e.Client, e.URL+"/")
 	checkNginxError(t, "GET / with the monolith down", resp, body, http.StatusBadGateway)
 }
 
-// TestConfigsAgree checks that proxy.conf repeats frontend.conf's settings:
-// every directive of proxy.conf, upstream names aside, is in frontend.conf.
+// TestConfigsAgree checks that proxy.conf.template repeats
+// frontend.conf.template's settings: every directive of the first, upstream
+// names aside, is in the second.
 func TestConfigsAgree(t *testing.T) {
 	upstream := regexp.MustCompile(`http://[a-z]+_app;`)
 	lines := func(conf string) map[string]bool {
@@ -436,17 +442,18 @@ func TestConfigsAgree(t *testing.T) {
 		return set
 	}
 	frontend := lines(readConfig(t, "frontend.conf.template"))
-	for line := range lines(readConfig(t, "proxy.conf")) {
-		if !frontend[line] && line != "upstream monolith_app {" && line != "server 127.0.0.1:8080 max_fails=0;" {
-			t.Errorf("proxy.conf has %q, which frontend.conf.template has not: change both together", line)
+	for line := range lines(readConfig(t, "proxy.conf.template")) {
+		if !frontend[line] && line != "upstream monolith_app {" && line != "${EDGE_MONOLITH_SERVERS}" {
+			t.Errorf("proxy.conf.template has %q, which frontend.conf.template has not: change both together", line)
 		}
 	}
 }
 
 func startFrontend(t *testing.T, auth, hello string) *edgetest.Edge {
 	t.Helper()
-	conf := edge.Render(readConfig(t, "frontend.conf.template"), map[string]string{edge.AuthUpstream: auth, edge.HelloUpstream: hello})
-	return edgetest.Start(t, conf, edgetest.Options{Redirect: true})
+	return edgetest.Start(t, readConfig(t, "frontend.conf.template"), edge.Params{
+		Auth: []string{auth}, Hello: []string{hello}, UIDir: edgetest.UIDir(t),
+	})
 }
 
 // checkNginxError checks an error nginx answered itself: JSON, with the
@@ -587,15 +594,4 @@ func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string
 		t.Fatalf("%s %s: reading the body: %v", req.Method, req.URL, err)
 	}
 	return resp, string(body)
-}
-
-func writeCerts(t *testing.T, dir string) {
-	t.Helper()
-	b, err := certs.Generate(nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.WriteDir(dir, true); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -137,7 +137,7 @@ func TestDeployScriptSecrets(t *testing.T) {
 	}
 	for name, want := range map[string]string{
 		"configmap/nginx-frontend-conf": "nginx/frontend.conf.template",
-		"configmap/nginx-proxy-conf":    "nginx/proxy.conf",
+		"configmap/nginx-proxy-conf":    "nginx/proxy.conf.template",
 	} {
 		var paths []string
 		for k, p := range got[name] {

@@ -5,7 +5,7 @@ import (
 	"net"
 	"os"
 	"path"
-	"regexp"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"example.com/app/internal/edge"
 )
 
 // directive is one nginx directive: its name, arguments and block, if any.
@@ -130,8 +132,6 @@ type nginxConfig struct {
 	conf   []directive
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-
 // nginxConfigOf loads and renders the config of an nginx container.
 func nginxConfigOf(t *testing.T, p pod, c corev1.Container, made created) []nginxConfig {
 	t.Helper()
@@ -175,27 +175,53 @@ func nginxConfigOf(t *testing.T, p pod, c corev1.Container, made created) []ngin
 	return out
 }
 
-// renderTemplate does what the nginx image's 20-envsubst-on-templates.sh
-// does: substitute the environment variables that match NGINX_ENVSUBST_FILTER.
+// renderTemplate renders a template as the nginx image's
+// 20-envsubst-on-templates.sh does, with the same code as the tests, `make
+// up` and the test cluster's image (internal/edge): the container's
+// variables that NGINX_ENVSUBST_FILTER matches. Every variable the template
+// uses must be among them, and EDGE_HTTP2 must suit the image's nginx.
 func renderTemplate(t *testing.T, p pod, c corev1.Container, key, text string) string {
 	t.Helper()
 	if !strings.HasSuffix(key, ".template") {
 		t.Errorf("%v: key %s in /etc/nginx/templates: the image renders only *.template", p, key)
 	}
 	filter, _ := envValue(c, "NGINX_ENVSUBST_FILTER")
-	re, err := regexp.Compile(filter)
-	if err != nil || filter == "" {
-		t.Errorf("%v: container %s: NGINX_ENVSUBST_FILTER %q: set it to a regexp of the variables to substitute (err %v)", p, c.Name, filter, err)
-		re = regexp.MustCompile(`^$`)
+	if filter != edge.EnvFilter {
+		t.Errorf("%v: container %s: NGINX_ENVSUBST_FILTER %q, want %q: the templates' variables and no other", p, c.Name, filter, edge.EnvFilter)
 	}
-	return envRef.ReplaceAllStringFunc(text, func(ref string) string {
-		name := envRef.FindStringSubmatch(ref)[1]
-		v, ok := envValue(c, name)
-		if !ok || !re.MatchString(name) {
+	var environ []string
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			environ = append(environ, e.Name+"="+e.Value)
+		}
+	}
+	vars, err := edge.FilterEnv(environ, filter)
+	if err != nil {
+		t.Fatalf("%v: container %s: %v", p, c.Name, err)
+	}
+	for _, name := range edge.EnvReferences(text) {
+		if _, ok := vars[name]; !ok {
 			t.Errorf("%v: container %s: the template uses ${%s}, which is not set or not matched by NGINX_ENVSUBST_FILTER", p, c.Name, name)
 		}
-		return v
-	})
+	}
+	checkHTTP2(t, p, c, vars[edge.VarHTTP2])
+	return edge.Render(text, vars)
+}
+
+// checkHTTP2 checks the container's EDGE_HTTP2 against the nginx version of
+// its image's tag: nginx 1.25.1 and later warn about the other form, and
+// earlier ones reject it.
+func checkHTTP2(t *testing.T, p pod, c corev1.Container, got string) {
+	t.Helper()
+	_, tag := splitImage(c.Image)
+	v, err := edge.ParseVersion(tag)
+	if err != nil {
+		t.Errorf("%v: container %s: image %s: want a tag naming the nginx version (%v)", p, c.Name, c.Image, err)
+		return
+	}
+	if want := edge.HTTP2For(v); got != string(want) {
+		t.Errorf("%v: container %s: EDGE_HTTP2 %q, want %q for nginx %s (image %s)", p, c.Name, got, want, v, c.Image)
+	}
 }
 
 func isNginx(c corev1.Container) bool {
@@ -243,6 +269,30 @@ func TestNginx(t *testing.T) {
 	}
 	if n < 2 {
 		t.Errorf("found %d nginx containers, want the frontend's and the secure monolith's", n)
+	}
+}
+
+// TestNginxImage checks that every nginx container runs the same image, and
+// that the test cluster builds its stand-in under that name.
+func TestNginxImage(t *testing.T) {
+	images := map[string]bool{}
+	for _, p := range pods(t) {
+		for _, c := range p.spec.Containers {
+			if isNginx(c) {
+				images[c.Image] = true
+			}
+		}
+	}
+	if len(images) != 1 {
+		t.Fatalf("nginx images %v, want one: move them together", sortedKeys(images))
+	}
+	image := sortedKeys(images)[0]
+	script, err := os.ReadFile(filepath.Join(repoDir, "test", "cluster", "cluster.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "NGINX_IMAGE:-docker.io/" + image + "}"; !strings.Contains(string(script), want) {
+		t.Errorf("test/cluster/cluster.sh has no %q: its stand-in must carry the manifests' image name", want)
 	}
 }
 

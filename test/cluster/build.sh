@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# build.sh builds the cluster's binaries once per version and caches them outside
-# the repo: Kubernetes (the release pinned in build/go.mod) under
-# $CLUSTER_CACHE/<version>/bin and CoreDNS under $CLUSTER_CACHE/coredns-<version>/bin.
-# A cached version is reused as is; delete its directory to rebuild.
-# Cold, on 2 cores shared with other work, this took 13 to 22 minutes
-# (Kubernetes 9-17, CoreDNS 3-5); cached, it takes nothing.
+# build.sh builds from source, once per version, what cannot be installed
+# here, and caches it outside the repo:
+#
+#   Kubernetes (the release pinned in build/go.mod)  $CLUSTER_CACHE/<version>/bin
+#   CoreDNS                                          $CLUSTER_CACHE/coredns-<version>/bin
+#   nginx (a current one: see build_nginx)           $NGINX_CACHE/<version>
+#
+# A cached version is reused as is; delete its directory to rebuild. Every
+# build prints a progress line at least every 20 s. Cold, on 2 cores shared
+# with other work, Kubernetes and CoreDNS took 13 to 22 minutes (Kubernetes
+# 9-17, CoreDNS 3-5) and nginx about 1; cached, they take nothing.
+#
+#   build.sh [all]        all three (cluster.sh up runs this)
+#   build.sh k8s|coredns|nginx
+#   build.sh bindir|coredns-bin|coredns-version|nginx-bin|nginx-version
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,9 +21,44 @@ cache=${CLUSTER_CACHE:-/var/cache/app-k8s}
 k8s_version=$(awk '($1 == "k8s.io/kubernetes" || $2 == "k8s.io/kubernetes") && /v1\./ {print ($1 == "require" ? $3 : $2); exit}' "$here/build/go.mod")
 coredns_version=${COREDNS_VERSION:-v1.12.4}
 k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+# The upstream nginx release of Debian 13 (trixie), whose source archive is
+# reachable from here; see build_nginx.
+nginx_version=1.26.3
+nginx_cache=${NGINX_CACHE:-/var/cache/app-nginx}
 
 # The builds share the machine with whatever else runs: keep them polite.
 go_build() { nice -n 15 env GOTOOLCHAIN=local CGO_ENABLED=0 go "$@"; }
+
+# with_progress WHAT LOG COMMAND… runs COMMAND with its output in LOG and,
+# until it ends, prints every 20 s how long it has run, how many lines LOG
+# has (go build -v and make print one per package or file compiled) and the
+# last one. On failure it prints the end of LOG.
+with_progress() {
+	local what=$1 log=$2 start=$SECONDS pid rc=0 last
+	shift 2
+	"$@" >"$log" 2>&1 &
+	pid=$!
+	while ! wait_up_to 20 "$pid"; do
+		last=$(tail -n 1 "$log" | grep -o '[^ ]*$' | cut -c1-100 || true)
+		echo "build: $what: $((SECONDS - start))s, $(wc -l <"$log") lines of output, last: ${last:-(none yet)}"
+	done
+	wait "$pid" || rc=$?
+	if ((rc != 0)); then
+		tail -n 40 "$log" >&2
+		echo "build: $what failed (exit $rc); whole log in $log" >&2
+	fi
+	return "$rc"
+}
+
+# wait_up_to SECONDS PID: true once PID has exited, false after SECONDS.
+wait_up_to() {
+	local i
+	for ((i = 0; i < $1 * 2; i++)); do
+		kill -0 "$2" 2>/dev/null || return 0
+		sleep 0.5
+	done
+	! kill -0 "$2" 2>/dev/null
+}
 
 build_k8s() {
 	local out=$cache/$k8s_version/bin
@@ -31,9 +75,10 @@ build_k8s() {
 	local tmp=$cache/$k8s_version/bin.tmp pkgs=() start=$SECONDS
 	for b in "${k8s_bins[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
 	rm -rf "$tmp" && mkdir -p "$tmp"
-	echo "build: kubernetes $k8s_version (${k8s_bins[*]}) into $out"
+	echo "build: kubernetes $k8s_version (${k8s_bins[*]}) into $out (cold: about 10-17 min; go build -v lists each package compiled)"
 	# One go build for all of them: the shared packages are compiled once.
-	(cd "$here/build" && go_build build -trimpath -ldflags "$ld" -o "$tmp/" "${pkgs[@]}")
+	(cd "$here/build" && with_progress "kubernetes $k8s_version" "$cache/$k8s_version/build.log" \
+		go_build build -v -trimpath -ldflags "$ld" -o "$tmp/" "${pkgs[@]}")
 	touch "$tmp/.complete"
 	rm -rf "$out" && mv "$tmp" "$out"
 	echo "build: kubernetes $k8s_version built in $((SECONDS - start))s"
@@ -47,23 +92,104 @@ build_coredns() {
 	fi
 	local tmp=$cache/coredns-$coredns_version/bin.tmp start=$SECONDS
 	rm -rf "$tmp" && mkdir -p "$tmp"
-	echo "build: coredns $coredns_version into $out"
+	echo "build: coredns $coredns_version into $out (cold: about 3-5 min)"
 	# go install pkg@version builds with CoreDNS's own go.mod and go.sum.
-	GOBIN=$tmp go_build install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$coredns_version"
+	GOBIN=$tmp with_progress "coredns $coredns_version" "$cache/coredns-$coredns_version/build.log" \
+		go_build install -v -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$coredns_version"
 	touch "$tmp/.complete"
 	rm -rf "$out" && mv "$tmp" "$out"
 	echo "build: coredns $coredns_version built in $((SECONDS - start))s"
+}
+
+# build_nginx builds the plain upstream nginx of Debian 13 (trixie): the
+# tests run the edge configs on it as well as on Debian 12's nginx 1.22, and
+# the test cluster's frontend image is made from it. Debian's source archive
+# serves trixie's nginx_<version>.orig.tar.gz here (not its .dsc or patches,
+# nor newer suites' files), so apt gets a deb-src line for trixie in a
+# sources file of its own: deb-src only, no trixie binary package can be
+# installed through it. apt checks the tarball against the signed index.
+#
+# Compiled-in paths are the nginx-unprivileged image's (pid and temp files
+# in /tmp, config in /etc/nginx); the tests pass their own with -p/-c/-e.
+# Modules: the default ones (map, limit_req, proxy, upstream keepalive,
+# charset, headers, rewrite, log) plus what the configs in nginx/ use and
+# the default build leaves out: ssl and http_v2.
+build_nginx() {
+	local out=$nginx_cache/$nginx_version
+	if [[ -f $out/.complete ]]; then
+		echo "build: nginx $nginx_version cached in $out"
+		return
+	fi
+	local tmp=$out.tmp start=$SECONDS src=/etc/apt/sources.list.d/app-trixie-src.sources
+	local deps=(build-essential libpcre2-dev libssl-dev zlib1g-dev) missing=() p
+	for p in "${deps[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	if [[ ! -f $src ]] || ((${#missing[@]})); then
+		((EUID == 0)) || { echo "build: nginx needs, as root, a trixie deb-src line ($src) and ${missing[*]:-its build packages}: run this as root once" >&2; return 1; }
+		if [[ ! -f $src ]]; then
+			echo "build: adding $src (deb-src only)"
+			cat >"$src" <<-X
+				# Added by the app's test/cluster/build.sh: the source of Debian 13's
+				# nginx, to build it. Source packages only; delete to undo.
+				Types: deb-src
+				URIs: http://deb.debian.org/debian
+				Suites: trixie
+				Components: main
+				Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+			X
+		fi
+		echo "build: apt-get update, install ${missing[*]:-nothing}"
+		apt-get update -qq
+		((${#missing[@]} == 0)) || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	fi
+	rm -rf "$tmp" && mkdir -p "$tmp/src"
+	echo "build: nginx $nginx_version from Debian trixie's source into $out (cold: about 1-2 min)"
+	# apt reports the .dsc and patches it cannot fetch and exits non-zero:
+	# the tarball is what counts.
+	(cd "$tmp/src" && apt-get source --download-only -qq "nginx/trixie" >download.log 2>&1) || true
+	local tarball=$tmp/src/nginx_$nginx_version.orig.tar.gz
+	if [[ ! -f $tarball ]]; then
+		cat "$tmp/src/download.log" >&2
+		echo "build: apt-get source nginx/trixie fetched no nginx_$nginx_version.orig.tar.gz (a new trixie release? set nginx_version in $0)" >&2
+		return 1
+	fi
+	tar -xzf "$tarball" -C "$tmp/src"
+	(
+		cd "$tmp/src/nginx-$nginx_version"
+		with_progress "nginx $nginx_version configure" "$tmp/configure.log" \
+			./configure --prefix=/etc/nginx --sbin-path=/usr/sbin/nginx --conf-path=/etc/nginx/nginx.conf \
+			--error-log-path=/dev/stderr --http-log-path=/dev/stdout --pid-path=/tmp/nginx.pid --lock-path=/tmp/nginx.lock \
+			--http-client-body-temp-path=/tmp/client_temp --http-proxy-temp-path=/tmp/proxy_temp \
+			--http-fastcgi-temp-path=/tmp/fastcgi_temp --http-uwsgi-temp-path=/tmp/uwsgi_temp --http-scgi-temp-path=/tmp/scgi_temp \
+			--with-http_ssl_module --with-http_v2_module \
+			--with-cc-opt='-O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE' --with-ld-opt='-Wl,-z,relro -Wl,-z,now -pie'
+		with_progress "nginx $nginx_version make" "$tmp/make.log" nice -n 15 make -j"$(nproc)"
+		make install DESTDIR="$tmp/root" >"$tmp/install.log" 2>&1
+	)
+	# make install makes the directories of the compiled-in log and temp
+	# paths too: /dev and /tmp, empty.
+	rmdir "$tmp/root/dev" "$tmp/root/tmp"
+	"$tmp/root/usr/sbin/nginx" -V
+	mv "$tmp"/*.log "$tmp/root/"
+	touch "$tmp/root/.complete"
+	rm -rf "$out" && mv "$tmp/root" "$out" && rm -rf "$tmp"
+	echo "build: nginx $nginx_version built in $((SECONDS - start))s: $out/usr/sbin/nginx"
 }
 
 case ${1:-all} in
 all)
 	build_k8s
 	build_coredns
+	build_nginx
 	;;
 k8s) build_k8s ;;
 coredns) build_coredns ;;
+nginx) build_nginx ;;
 bindir) echo "$cache/$k8s_version/bin" ;;
 coredns-bin) echo "$cache/coredns-$coredns_version/bin/coredns" ;;
 coredns-version) echo "$coredns_version" ;;
-*) echo "usage: $0 [all|k8s|coredns|bindir|coredns-bin|coredns-version]" >&2; exit 2 ;;
+nginx-bin) echo "$nginx_cache/$nginx_version/usr/sbin/nginx" ;;
+nginx-version) echo "$nginx_version" ;;
+*) echo "usage: $0 [all|k8s|coredns|nginx|bindir|coredns-bin|coredns-version|nginx-bin|nginx-version]" >&2; exit 2 ;;
 esac

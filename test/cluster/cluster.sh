@@ -10,6 +10,10 @@
 #                           cluster's registry (ghcr.io/x/y:t goes to x/y:t)
 #   cluster.sh env          print the exports that point kubectl at it
 #   cluster.sh status       list the components; exit 0 if all of them run
+#   cluster.sh nginx-rootfs DIR
+#                           assemble the frontend's stand-in nginx image's
+#                           root filesystem into DIR (images/nginx), alone:
+#                           test/containers builds and runs it with podman
 #
 # Everything lives under one state directory, $CLUSTER_STATE
 # (/var/tmp/app-cluster): certificates, kubeconfig, configs, data, logs and
@@ -26,11 +30,13 @@
 # so containerd pulls ghcr.io, docker.io and registry.k8s.io images from a
 # local registry (Debian's docker-registry on 127.0.0.1:15000) holding what
 # was pushed there: the project's images (push) and the cluster's own (pause,
-# CoreDNS, and the frontend's nginx, built here from Debian's nginx).
+# CoreDNS, and the frontend's nginx, made here from a current nginx built from
+# source by build.sh).
 #
 # Requires, as root: Debian's etcd-server, containerd, runc,
 # containernetworking-plugins, iptables, docker-registry, podman,
-# busybox-static, gettext-base, nginx, openssl, curl.
+# busybox-static, openssl, curl; and what build.sh needs (go, and for nginx
+# Debian's build-essential, libpcre2-dev, libssl-dev, zlib1g-dev).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -46,8 +52,10 @@ readonly REGISTRY_ADDR=127.0.0.1:15000
 # The registries whose images containerd takes from the local one.
 readonly MIRRORED=(ghcr.io docker.io registry.k8s.io)
 readonly PAUSE_IMAGE=registry.k8s.io/pause:3.10
-# The image the frontend manifests name, built here from Debian's nginx.
-readonly NGINX_IMAGE=${NGINX_IMAGE:-docker.io/nginxinc/nginx-unprivileged:1.28.0-alpine}
+# The image the nginx manifests name (kubernetes/check checks they agree),
+# made here from build.sh's nginx, an older release of the same major version
+# (1.26): the configs run on both, with the same http2 form.
+readonly NGINX_IMAGE=${NGINX_IMAGE:-docker.io/nginxinc/nginx-unprivileged:1.30.7-alpine}
 # Started in this order, stopped in the reverse one.
 readonly COMPONENTS=(etcd registry kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
 # Paths that containerd 1.6 and the kubelet use whatever they are told.
@@ -60,6 +68,7 @@ readonly CGROUP_NAME=kubepods
 
 bin=$("$here/build.sh" bindir)
 coredns_bin=$("$here/build.sh" coredns-bin)
+nginx_bin=$("$here/build.sh" nginx-bin)
 COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$("$here/build.sh" coredns-version)
 readonly COREDNS_IMAGE
 export PATH=$bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin
@@ -137,12 +146,12 @@ save_host() {
 check_host() {
 	local port p cmd missing=()
 	((EUID == 0)) || die "run as root"
-	for cmd in etcd containerd containerd-shim-runc-v2 runc ctr iptables ip6tables docker-registry podman busybox envsubst nginx openssl curl ss; do
+	for cmd in etcd containerd containerd-shim-runc-v2 runc ctr iptables ip6tables docker-registry podman busybox go openssl curl ss; do
 		command -v "$cmd" >/dev/null || missing+=("$cmd")
 	done
 	[[ -x /usr/lib/cni/bridge ]] || missing+=(/usr/lib/cni/bridge)
 	if ((${#missing[@]})); then
-		die "missing ${missing[*]}: apt-get install etcd-server containerd runc containernetworking-plugins iptables docker-registry podman busybox-static gettext-base nginx openssl curl iproute2"
+		die "missing ${missing[*]}: apt-get install etcd-server containerd runc containernetworking-plugins iptables docker-registry podman busybox-static openssl curl iproute2 (and Go)"
 	fi
 	for p in /sys/fs/cgroup/*/"$CGROUP_NAME" /sys/fs/cgroup/"$CGROUP_NAME"; do
 		[[ -e $p ]] && die "$p exists: another kubelet runs here"
@@ -421,28 +430,29 @@ repo_path() {
 	echo "$image"
 }
 
-# nginx_rootfs copies Debian's nginx, the libraries it links, busybox and
-# envsubst into a root filesystem laid out like the official image's.
+# nginx_rootfs DIR lays out in DIR the root filesystem of the stand-in for
+# nginx-unprivileged: build.sh's nginx (a current release, built from
+# source) with the shared libraries it links, laid out like the official
+# image, and as its entrypoint the project's template renderer
+# (nginx-entrypoint, a static Go binary) instead of the image's envsubst
+# scripts. No shell: nothing in the manifests or e2e.sh runs one in it.
 nginx_rootfs() {
-	local r=$1 f applet
-	mkdir -p "$r"/{bin,etc/nginx/conf.d,etc/nginx/templates,tmp,var/cache/nginx,usr/sbin,usr/share/nginx/html}
+	local r=$1 f nginx_root
+	nginx_root=$(dirname "$(dirname "$(dirname "$nginx_bin")")")
+	[[ -x $nginx_bin ]] || die "no nginx at $nginx_bin: run $here/build.sh nginx"
+	mkdir -p "$r"/{etc/nginx/conf.d,etc/nginx/templates,tmp,var/cache/nginx,usr/sbin,usr/share/nginx/html}
 	chmod 1777 "$r/tmp"
-	install -m 0755 /usr/sbin/nginx "$r/usr/sbin/nginx"
-	install -m 0755 /usr/bin/envsubst "$r/bin/envsubst"
-	install -m 0755 /bin/busybox "$r/bin/busybox"
-	for applet in sh awk find mkdir dirname cat ls; do ln -s busybox "$r/bin/$applet"; done
-	for f in /usr/sbin/nginx /usr/bin/envsubst; do
-		ldd "$f" | grep -o '/[^ ]*'
-	done | sort -u | while read -r f; do
+	install -m 0755 "$nginx_bin" "$r/usr/sbin/nginx"
+	(cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$r/docker-entrypoint" ./test/cluster/nginx-entrypoint)
+	ldd "$nginx_bin" | grep -o '/[^ ]*' | sort -u | while read -r f; do
 		mkdir -p "$r$(dirname "$f")"
 		cp -L "$f" "$r$f"
 	done
-	cp /etc/nginx/mime.types "$r/etc/nginx/mime.types"
+	cp "$nginx_root/etc/nginx/mime.types" "$r/etc/nginx/mime.types"
 	install -m 0644 "$here/images/nginx/nginx.conf" "$r/etc/nginx/nginx.conf"
 	install -m 0644 "$here/images/nginx/default.conf" "$r/etc/nginx/conf.d/default.conf"
-	install -m 0755 "$here/images/nginx/docker-entrypoint.sh" "$r/docker-entrypoint.sh"
 	echo '<!doctype html><title>nginx</title><p>nginx' >"$r/usr/share/nginx/html/index.html"
-	printf 'root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx:/nonexistent:/bin/false\n' >"$r/etc/passwd"
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nnginx:x:101:101:nginx:/nonexistent:/sbin/nologin\n' >"$r/etc/passwd"
 	printf 'root:x:0:\nnginx:x:101:\n' >"$r/etc/group"
 	# nginx's cache directory belongs to its user, as in the official image.
 	chown -R 101:101 "$r/var/cache/nginx"
@@ -665,5 +675,9 @@ push)
 	;;
 env) env_exports ;;
 status) status ;;
-*) die "usage: cluster.sh up|down|push IMAGE…|env|status" ;;
+nginx-rootfs)
+	[[ -n ${2:-} ]] || die "usage: cluster.sh nginx-rootfs DIR"
+	nginx_rootfs "$2"
+	;;
+*) die "usage: cluster.sh up|down|push IMAGE…|env|status|nginx-rootfs DIR" ;;
 esac

@@ -464,9 +464,8 @@ func TestZeroDowntimeRollout(t *testing.T) {
 		hello.add(c)
 		hello.waitReady(t, c)
 	}
-	front := edgetest.Start(t, edge.Render(edgetest.ReadConfig(t, "frontend.conf.template"), edge.Defaults), edgetest.Options{
-		Redirect:  true,
-		Upstreams: map[string][]string{"auth:80": {auth.App}, "hello:80": {hello.Addr()}},
+	front := edgetest.Start(t, edgetest.ReadConfig(t, "frontend.conf.template"), edge.Params{
+		Auth: []string{auth.App}, Hello: []string{hello.Addr()}, UIDir: edgetest.UIDir(t),
 	})
 
 	transport := rollout.NewTransport(&tls.Config{RootCAs: front.CA})

@@ -43,7 +43,7 @@ func testMain(m *testing.M) int {
 		return 0
 	}
 	// Fail (or skip) before spending a minute on builds.
-	if _, err := edge.Find(); err != nil {
+	if _, err := edge.Find(os.Getenv); err != nil {
 		if os.Getenv("SKIP_E2E") == "1" && !edgetest.InCI() {
 			fmt.Println("edge e2e: skipped with SKIP_E2E=1:", err)
 			return 0
@@ -99,14 +99,11 @@ func startStack(t *testing.T) *stack {
 	return s
 }
 
-// startFrontend runs frontend.conf rendered as in Kubernetes, with the
-// Services' addresses mapped to the given app ports.
+// startFrontend runs frontend.conf.template with the given app ports as
+// its upstreams, as the Services' addresses are in Kubernetes.
 func startFrontend(t *testing.T, auth, hello []string) *edgetest.Edge {
 	t.Helper()
-	return edgetest.Start(t, edge.Render(edgetest.ReadConfig(t, "frontend.conf.template"), edge.Defaults), edgetest.Options{
-		Redirect:  true,
-		Upstreams: map[string][]string{"auth:80": auth, "hello:80": hello},
-	})
+	return edgetest.Start(t, edgetest.ReadConfig(t, "frontend.conf.template"), edge.Params{Auth: auth, Hello: hello, UIDir: edgetest.UIDir(t)})
 }
 
 // TestThroughTheEdge is issue 3's tests 1 to 3: log in through the edge and
@@ -250,13 +247,11 @@ func TestThroughTheEdge(t *testing.T) {
 	})
 }
 
-// TestSecureMonolith is test 4: the monolith behind proxy.conf, the
+// TestSecureMonolith is test 4: the monolith behind proxy.conf.template, the
 // secure-monolith pod's sidecar.
 func TestSecureMonolith(t *testing.T) {
 	m := start(t, "monolith", env())
-	e := edgetest.Start(t, edgetest.ReadConfig(t, "proxy.conf"), edgetest.Options{
-		Upstreams: map[string][]string{"127.0.0.1:8080": {m.HTTP}},
-	})
+	e := edgetest.Start(t, edgetest.ReadConfig(t, "proxy.conf.template"), edge.Params{Monolith: []string{m.HTTP}})
 	tok := login(t, e)
 	req := newRequest(t, "GET", e.URL+"/secure")
 	req.Header.Set("Authorization", "Bearer "+tok)

@@ -1,8 +1,10 @@
-// Package edgetest runs nginx with the configs in nginx/ for tests, on
-// loopback ports with fresh certificates.
+// Package edgetest runs nginx with the config templates in nginx/ for
+// tests, on loopback ports with fresh certificates.
 //
 // Tests that need nginx fail without it, saying how to install it; a
-// developer may skip them with SKIP_E2E=1, which CI ignores.
+// developer may skip them with SKIP_E2E=1, which CI ignores. NGINX_BIN=/path
+// chooses the nginx binary (see edge.Find); CI runs the tests with Debian's
+// and with a current one.
 package edgetest
 
 import (
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,7 +36,7 @@ func Binary(t testing.TB) string {
 		}
 		t.Log("SKIP_E2E=1 is ignored in CI (CI is set)")
 	}
-	path, err := edge.Find()
+	path, err := edge.Find(os.Getenv)
 	if err != nil {
 		t.Fatalf("%v; set SKIP_E2E=1 to skip these tests", err)
 	}
@@ -61,10 +64,31 @@ func ReadConfig(t testing.TB, name string) string {
 	return string(b)
 }
 
-// Options say how to run a config.
-type Options struct {
-	Redirect  bool                // the config has the plain-HTTP redirect listener
-	Upstreams map[string][]string // upstream servers to replace; see edge.Mapping
+// UIDir returns the module's frontend/, the UI the frontend template serves
+// at /ui/ (edge.Params.UIDir).
+func UIDir(t testing.TB) string {
+	t.Helper()
+	dir, err := testbin.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "frontend")
+}
+
+// WriteCerts writes a fresh CA and a certificate for localhost into dir, as
+// certgen does (ca.pem, cert.pem, key.pem), and returns the CA.
+func WriteCerts(t testing.TB, dir string) *x509.CertPool {
+	t.Helper()
+	b, err := certs.Generate(nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteDir(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	ca := x509.NewCertPool()
+	ca.AppendCertsFromPEM(b.CA)
+	return ca
 }
 
 // Edge is a running nginx.
@@ -75,48 +99,48 @@ type Edge struct {
 	CAFile  string         // the CA certificate that signed nginx's
 	CA      *x509.CertPool // the same, parsed
 	Client  *http.Client   // trusts CA, speaks HTTP/2, does not follow redirects
+	Version edge.Version   // nginx's
 
 	accessLog, errorLog *testbin.SyncBuffer
 }
 
-// Start relocates site, a config from nginx/ (rendered if a template), to
-// free loopback ports and fresh certificates, checks it with nginx -t (no
-// warning allowed), and runs nginx until the test ends.
-func Start(t testing.TB, site string, opts Options) *Edge {
+// Start renders tmpl, a template from nginx/ (see ReadConfig), with p and
+// with free loopback listeners, fresh certificates and the http2 form of
+// the nginx that runs it, which p need not set; checks it with nginx -t (no
+// warning allowed); and runs nginx until the test ends. p names the
+// upstream servers and, for the frontend, the UI's directory.
+func Start(t testing.TB, tmpl string, p edge.Params) *Edge {
 	t.Helper()
 	bin := Binary(t)
-	tlsDir := filepath.Join(t.TempDir(), "tls")
-	b, err := certs.Generate(nil, time.Now())
+	version, err := edge.NginxVersion(t.Context(), bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.WriteDir(tlsDir, false); err != nil {
-		t.Fatal(err)
-	}
-	ca := x509.NewCertPool()
-	ca.AppendCertsFromPEM(b.CA)
+	tlsDir := filepath.Join(t.TempDir(), "tls")
+	ca := WriteCerts(t, tlsDir)
+	redirect := slices.Contains(edge.EnvReferences(tmpl), edge.VarHTTPListen)
 
 	// A free port may be taken between choosing and binding it: try again.
 	for attempt := 1; ; attempt++ {
-		e := &Edge{CAFile: filepath.Join(tlsDir, certs.CAFile), CA: ca, accessLog: &testbin.SyncBuffer{}, errorLog: &testbin.SyncBuffer{}}
-		m := edge.Mapping{HTTPS: FreeAddr(t), CertDir: tlsDir, Upstreams: opts.Upstreams}
-		e.Addr = m.HTTPS
-		e.URL = "https://localhost:" + port(m.HTTPS)
-		ready := []string{m.HTTPS}
-		if opts.Redirect {
-			m.HTTP = FreeAddr(t)
-			e.HTTPURL = "http://localhost:" + port(m.HTTP)
-			ready = append(ready, m.HTTP)
+		e := &Edge{CAFile: filepath.Join(tlsDir, certs.CAFile), CA: ca, Version: version, accessLog: &testbin.SyncBuffer{}, errorLog: &testbin.SyncBuffer{}}
+		p.HTTPSListen, p.TLSDir, p.HTTP2 = FreeAddr(t), tlsDir, edge.HTTP2For(version)
+		e.Addr = p.HTTPSListen
+		e.URL = "https://localhost:" + port(p.HTTPSListen)
+		ready := []string{p.HTTPSListen}
+		if redirect {
+			p.HTTPListen = FreeAddr(t)
+			e.HTTPURL = "http://localhost:" + port(p.HTTPListen)
+			ready = append(ready, p.HTTPListen)
 		}
-		conf, err := edge.Relocate(site, m)
+		conf, err := p.Render(tmpl)
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := &edge.Nginx{Binary: bin, Dir: t.TempDir(), Site: conf, Stdout: e.accessLog, Stderr: e.errorLog}
 		if _, err := n.Test(t.Context()); err != nil {
-			t.Fatal(err)
+			t.Fatalf("nginx %s: %v", version, err)
 		}
-		p, err := n.Start(t.Context(), ready...)
+		proc, err := n.Start(t.Context(), ready...)
 		if err != nil {
 			if attempt < 3 && strings.Contains(err.Error(), "in use") {
 				continue
@@ -124,11 +148,11 @@ func Start(t testing.TB, site string, opts Options) *Edge {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			if err := p.Stop(10 * time.Second); err != nil {
+			if err := proc.Stop(10 * time.Second); err != nil {
 				t.Error(err)
 			}
 			if t.Failed() {
-				t.Logf("nginx error log:\n%s", e.errorLog)
+				t.Logf("nginx %s error log:\n%s", version, e.errorLog)
 			}
 		})
 		tr := &http.Transport{
