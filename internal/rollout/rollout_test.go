@@ -143,7 +143,9 @@ func TestServerClosedMidRun(t *testing.T) {
 	if f.Timeout != 0 || f.Status5xx != 0 || f.Status4xx != 0 {
 		t.Errorf("failures = %+v, want no timeouts or status errors", f)
 	}
-	if len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0], "refused") {
+	// A request sent as Close shuts a kept-alive connection can be reset
+	// first (seen under load), so any of the errors may say refused.
+	if !strings.Contains(strings.Join(rep.Errors, "\n"), "connection refused") {
 		t.Errorf("errors = %q, want a connection refused", rep.Errors)
 	}
 }
