@@ -292,8 +292,8 @@ func TestConnectionModes(t *testing.T) {
 			if !tt.disableKeepAlives && (n > int64(rep.Requests)/4 || rep.Connections != uint64(n)) {
 				t.Errorf("%d requests: server accepted %d connections, report says %d; want the same, at most a quarter", rep.Requests, n, rep.Connections)
 			}
-			if rep.KeepAlive == tt.disableKeepAlives {
-				t.Errorf("report KeepAlive = %t, want %t", rep.KeepAlive, !tt.disableKeepAlives)
+			if rep.DisableKeepAlives != tt.disableKeepAlives {
+				t.Errorf("report DisableKeepAlives = %t, want %t", rep.DisableKeepAlives, tt.disableKeepAlives)
 			}
 			if !strings.Contains(out.String(), tt.summary) {
 				t.Errorf("output does not say %q", tt.summary)
