@@ -3,10 +3,18 @@
 // answered, then a summary. It exits 1 if any request failed, 2 for bad flags.
 //
 //	rollout -url https://HOST/version [-rate 200] [-concurrency 16] [-duration 60s]
-//	        [-cacert ca.pem | -insecure] [-login user:password] [-timeout 2s]
+//	        [-cacert ca.pem | -insecure] [-login-file FILE | -login user:password]
+//	        [-keepalive=false] [-timeout 2s]
 //
-// With -login it logs in once (POST /login on the same host, HTTP Basic) and
+// With a login it logs in once (POST /login on the same host, HTTP Basic) and
 // sends the token as "Authorization: Bearer …" to -url, typically /secure.
+// The login, user:password, comes from the file -login-file names, else from
+// -login (which every user of the machine sees in ps), else from the
+// environment variable ROLLOUT_LOGIN.
+//
+// With -keepalive=false every request opens a new TCP and TLS connection and
+// closes it, as a curl loop does, so a Service or load balancer that balances
+// connections sees each request; the summary line says which mode ran.
 package main
 
 import (
@@ -30,7 +38,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	var usage usageError
 	switch {
@@ -56,9 +64,13 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// loginEnv is the environment variable with the login, user:password, used
+// when neither -login nor -login-file is given.
+const loginEnv = "ROLLOUT_LOGIN"
+
 // run is main with the process's globals passed in, so tests can call it.
 // The attack stops early when ctx is cancelled; the summary is still printed.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	target := fs.String("url", "", "`URL` to send GET requests to, e.g. https://HOST/version (required)")
@@ -68,7 +80,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", 2*time.Second, "per-request timeout")
 	caCert := fs.String("cacert", "", "PEM `file` of the CA to trust instead of the system roots")
 	insecure := fs.Bool("insecure", false, "do not verify the server's TLS certificate")
-	login := fs.String("login", "", "`user:password` to log in with at /login on the same host; the token is sent as a Bearer token")
+	login := fs.String("login", "", "`user:password` to log in with at /login on the same host; the token is sent as a Bearer token. "+
+		"Visible to every user in ps: prefer -login-file or "+loginEnv)
+	loginFile := fs.String("login-file", "", "`file` holding user:password for the login, instead of -login")
+	keepAlive := fs.Bool("keepalive", true, "reuse connections; false opens a new TCP and TLS connection for every request, as a curl loop does")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -95,9 +110,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return usagef("-url %q: want http://HOST/PATH or https://HOST/PATH", *target)
 	}
-	user, password, hasLogin := strings.Cut(*login, ":")
-	if *login != "" && (!hasLogin || user == "") {
-		return usagef("-login: want user:password")
+	user, password, hasLogin, err := credentials(fs, *login, *loginFile, getenv)
+	if err != nil {
+		return err
 	}
 
 	tlsConfig, err := newTLSConfig(*caCert, *insecure)
@@ -108,9 +123,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "rollout: warning: -insecure: the server's TLS certificate is not verified")
 	}
 	transport := rollout.NewTransport(tlsConfig)
+	transport.DisableKeepAlives = !*keepAlive // the login's connection too
 
 	header := http.Header{}
-	if *login != "" {
+	if hasLogin {
 		loginURL, err := rollout.LoginURL(*target)
 		if err != nil {
 			return err
@@ -131,6 +147,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Timeout:   *timeout,
 		Header:    header,
 		Transport: transport,
+		// Run marks the requests Close, whatever the transport.
+		DisableKeepAlives: !*keepAlive,
 	})
 	if err != nil {
 		return err
@@ -139,6 +157,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errFailed
 	}
 	return nil
+}
+
+// credentials returns the login's user and password from -login-file, -login
+// or the environment, in that order; ok is false if there is none. Giving
+// both flags is an error. Errors never contain the password.
+func credentials(fs *flag.FlagSet, login, loginFile string, getenv func(string) string) (user, password string, ok bool, err error) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var from, value string
+	switch {
+	case set["login"] && set["login-file"]:
+		return "", "", false, usagef("-login and -login-file exclude each other")
+	case set["login-file"]:
+		b, err := os.ReadFile(loginFile)
+		if err != nil {
+			return "", "", false, fmt.Errorf("-login-file: %w", err) // exit 1, as for -cacert
+		}
+		from = "-login-file " + loginFile
+		value = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	case set["login"]:
+		from, value = "-login", login
+	case getenv(loginEnv) != "":
+		from, value = loginEnv, getenv(loginEnv)
+	default:
+		return "", "", false, nil
+	}
+	user, password, found := strings.Cut(value, ":")
+	if !found || user == "" || strings.ContainsAny(value, "\r\n") {
+		return "", "", false, usagef("%s: want one line user:password", from)
+	}
+	return user, password, true, nil
 }
 
 // newTLSConfig returns nil (the system roots) unless caFile or insecure is set.

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -16,8 +19,9 @@ const token = "header.payload.signature-not-to-be-printed"
 
 // newTLSServer starts an HTTPS server with /login (user "user", password
 // "s3cret-pass") and /secure (needs the token), and writes its certificate to
-// a PEM file for -cacert.
-func newTLSServer(t *testing.T) (srv *httptest.Server, caFile string) {
+// a PEM file for -cacert. Like the nginx edge it offers HTTP/2; it counts the
+// connections it accepts.
+func newTLSServer(t *testing.T) (srv *httptest.Server, caFile string, accepted *atomic.Int64) {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
@@ -40,31 +44,39 @@ func newTLSServer(t *testing.T) (srv *httptest.Server, caFile string) {
 		w.Header().Set("X-App-Version", "1.0.0")
 		w.Write([]byte(`{"service":"hello","version":"1.0.0"}`))
 	})
-	srv = httptest.NewTLSServer(mux)
+	accepted = new(atomic.Int64)
+	srv = httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			accepted.Add(1)
+		}
+	}
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	caFile = filepath.Join(t.TempDir(), "ca.pem")
 	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 	if err := os.WriteFile(caFile, cert, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return srv, caFile
+	return srv, caFile, accepted
 }
 
 // runRollout calls run with args after the program name, a short attack, and
-// returns its error and output.
-func runRollout(t *testing.T, args ...string) (err error, stdout, stderr string) {
+// the environment env, and returns its error and output.
+func runRollout(t *testing.T, env map[string]string, args ...string) (err error, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	args = append([]string{"rollout", "-rate", "20", "-duration", "500ms", "-timeout", "1s"}, args...)
-	err = run(t.Context(), args, &out, &errOut)
+	err = run(t.Context(), args, func(k string) string { return env[k] }, &out, &errOut)
 	t.Logf("rollout %q: error %v\nstdout:\n%s\nstderr:\n%s", args[1:], err, &out, &errOut)
 	return err, out.String(), errOut.String()
 }
 
 func TestTLSWithCACert(t *testing.T) {
 	t.Parallel()
-	srv, ca := newTLSServer(t)
-	err, stdout, _ := runRollout(t, "-url", srv.URL+"/version", "-cacert", ca)
+	srv, ca, _ := newTLSServer(t)
+	err, stdout, _ := runRollout(t, nil, "-url", srv.URL+"/version", "-cacert", ca)
 	if err != nil {
 		t.Errorf("run error = %v, want nil", err)
 	}
@@ -75,8 +87,8 @@ func TestTLSWithCACert(t *testing.T) {
 
 func TestTLSUnknownCAFails(t *testing.T) {
 	t.Parallel()
-	srv, _ := newTLSServer(t)
-	err, stdout, _ := runRollout(t, "-url", srv.URL+"/version") // system roots do not know the test CA
+	srv, _, _ := newTLSServer(t)
+	err, stdout, _ := runRollout(t, nil, "-url", srv.URL+"/version") // system roots do not know the test CA
 	if !errors.Is(err, errFailed) {
 		t.Errorf("run error = %v, want errFailed", err)
 	}
@@ -87,8 +99,8 @@ func TestTLSUnknownCAFails(t *testing.T) {
 
 func TestTLSInsecure(t *testing.T) {
 	t.Parallel()
-	srv, _ := newTLSServer(t)
-	err, _, stderr := runRollout(t, "-url", srv.URL+"/version", "-insecure")
+	srv, _, _ := newTLSServer(t)
+	err, _, stderr := runRollout(t, nil, "-url", srv.URL+"/version", "-insecure")
 	if err != nil {
 		t.Errorf("run error = %v, want nil", err)
 	}
@@ -97,27 +109,117 @@ func TestTLSInsecure(t *testing.T) {
 	}
 }
 
-func TestLogin(t *testing.T) {
+// writeFile writes content to a new file and returns its path.
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "login")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func noEnv(string) string { return "" }
+
+func TestLoginSources(t *testing.T) {
 	t.Parallel()
-	srv, ca := newTLSServer(t)
-	err, stdout, stderr := runRollout(t, "-url", srv.URL+"/secure", "-cacert", ca, "-login", "user:s3cret-pass")
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{"-login", nil, []string{"-login", "user:s3cret-pass"}},
+		{"-login-file", nil, []string{"-login-file", writeFile(t, "user:s3cret-pass\n")}},
+		{"-login-file CRLF", nil, []string{"-login-file", writeFile(t, "user:s3cret-pass\r\n")}},
+		{"-login-file no newline", nil, []string{"-login-file", writeFile(t, "user:s3cret-pass")}},
+		{"env", map[string]string{"ROLLOUT_LOGIN": "user:s3cret-pass"}, nil},
+		{"-login-file over env", map[string]string{"ROLLOUT_LOGIN": "user:wrong-pass"},
+			[]string{"-login-file", writeFile(t, "user:s3cret-pass\n")}},
+		{"-login over env", map[string]string{"ROLLOUT_LOGIN": "user:wrong-pass"}, []string{"-login", "user:s3cret-pass"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, ca, _ := newTLSServer(t)
+			err, stdout, stderr := runRollout(t, tt.env, append([]string{"-url", srv.URL + "/secure", "-cacert", ca}, tt.args...)...)
+			if err != nil {
+				t.Errorf("run error = %v, want nil (the token was not used?)", err)
+			}
+			if !strings.Contains(stdout, "0 failed") || !strings.Contains(stdout, `as "user"`) {
+				t.Errorf("stdout does not say logged in as \"user\" and 0 failed")
+			}
+			for _, secret := range []string{token, "s3cret-pass", "wrong-pass"} {
+				if strings.Contains(stdout+stderr, secret) {
+					t.Errorf("output contains the secret %q", secret)
+				}
+			}
+		})
+	}
+}
+
+func TestNoLoginWithoutEnv(t *testing.T) {
+	t.Parallel()
+	srv, ca, _ := newTLSServer(t)
+	err, stdout, _ := runRollout(t, map[string]string{"ROLLOUT_LOGIN": ""}, "-url", srv.URL+"/version", "-cacert", ca)
 	if err != nil {
-		t.Errorf("run error = %v, want nil (the token was not used?)", err)
+		t.Errorf("run error = %v, want nil", err)
 	}
-	if !strings.Contains(stdout, "0 failed") {
-		t.Errorf("stdout does not say 0 failed")
+	if strings.Contains(stdout, "logged in") {
+		t.Errorf("stdout says logged in, want no login without -login, -login-file or ROLLOUT_LOGIN")
 	}
-	for _, secret := range []string{token, "s3cret-pass"} {
-		if strings.Contains(stdout+stderr, secret) {
-			t.Errorf("output contains the secret %q", secret)
-		}
+}
+
+// TestKeepAlive checks, against a server that offers HTTP/2 like the edge,
+// that -keepalive=false opens a connection for the login and one for every
+// request, and that the default reuses a few.
+func TestKeepAlive(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		mode string
+	}{
+		{"default", nil, "kept alive"},
+		{"-keepalive=false", []string{"-keepalive=false"}, "new per request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv, ca, accepted := newTLSServer(t)
+			login := writeFile(t, "user:s3cret-pass\n")
+			err, stdout, _ := runRollout(t, nil, append([]string{"-url", srv.URL + "/secure", "-cacert", ca, "-login-file", login}, tt.args...)...)
+			if err != nil {
+				t.Fatalf("run error = %v, want nil", err)
+			}
+			var requests, opened int64
+			i := strings.Index(stdout, "summary:")
+			if i < 0 {
+				t.Fatalf("stdout has no summary")
+			}
+			summary, _, _ := strings.Cut(stdout[i:], "\n")
+			_, after, _ := strings.Cut(summary, "; connections: ")
+			mode, n, _ := strings.Cut(after, ", ")
+			if _, err := fmt.Sscanf(summary, "summary: %d requests", &requests); err != nil {
+				t.Fatalf("summary %q: %v", summary, err)
+			}
+			if _, err := fmt.Sscanf(n, "%d opened", &opened); err != nil || mode != tt.mode {
+				t.Fatalf("summary %q: want \"; connections: %s, N opened\"", summary, tt.mode)
+			}
+			got := accepted.Load()
+			if tt.mode == "new per request" && (got != requests+1 || opened != requests) { // +1: the login
+				t.Errorf("%d requests and a login: server accepted %d connections, summary says %d; want %d and %d", requests, got, opened, requests+1, requests)
+			}
+			if tt.mode == "kept alive" && (got > requests/3 || opened > got) {
+				t.Errorf("%d requests and a login: server accepted %d connections, summary says %d; want a few", requests, got, opened)
+			}
+		})
 	}
 }
 
 func TestLoginWrongPasswordIsFatal(t *testing.T) {
 	t.Parallel()
-	srv, ca := newTLSServer(t)
-	err, stdout, _ := runRollout(t, "-url", srv.URL+"/secure", "-cacert", ca, "-login", "user:wrong-pass")
+	srv, ca, _ := newTLSServer(t)
+	err, stdout, _ := runRollout(t, nil, "-url", srv.URL+"/secure", "-cacert", ca, "-login", "user:wrong-pass")
 	if err == nil || errors.Is(err, errFailed) || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("run error = %v, want a login error with 401", err)
 	}
@@ -131,8 +233,8 @@ func TestLoginWrongPasswordIsFatal(t *testing.T) {
 
 func TestFailedRequestsAreAnError(t *testing.T) {
 	t.Parallel()
-	srv, ca := newTLSServer(t)
-	err, stdout, _ := runRollout(t, "-url", srv.URL+"/secure", "-cacert", ca) // no token: 401s
+	srv, ca, _ := newTLSServer(t)
+	err, stdout, _ := runRollout(t, nil, "-url", srv.URL+"/secure", "-cacert", ca) // no token: 401s
 	if !errors.Is(err, errFailed) {
 		t.Errorf("run error = %v, want errFailed (exit status 1)", err)
 	}
@@ -143,6 +245,7 @@ func TestFailedRequestsAreAnError(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	t.Parallel()
+	good := writeFile(t, "user:s3cret-pass\n")
 	tests := [][]string{
 		{}, // no -url
 		{"-url", "example.com/version"},
@@ -151,12 +254,18 @@ func TestBadFlags(t *testing.T) {
 		{"-url", "http://localhost/", "-timeout", "0s"},
 		{"-url", "http://localhost/", "-cacert", "ca.pem", "-insecure"},
 		{"-url", "http://localhost/", "-login", "nopassword"},
+		{"-url", "http://localhost/", "-login", ""},
+		{"-url", "http://localhost/", "-login", "user:s3cret-pass", "-login-file", good},
+		{"-url", "http://localhost/", "-login-file", writeFile(t, "s3cret-pass\n")},
+		{"-url", "http://localhost/", "-login-file", writeFile(t, "user:s3cret-pass\n\n")},
+		{"-url", "http://localhost/", "-login-file", writeFile(t, "")},
+		{"-url", "http://localhost/", "-keepalive=maybe"},
 		{"-url", "http://localhost/", "extra"},
 		{"-url", "http://localhost/", "-no-such-flag"},
 	}
 	for _, args := range tests {
 		var stdout, stderr bytes.Buffer
-		err := run(t.Context(), append([]string{"rollout"}, args...), &stdout, &stderr)
+		err := run(t.Context(), append([]string{"rollout"}, args...), noEnv, &stdout, &stderr)
 		var usage usageError
 		if !errors.As(err, &usage) {
 			t.Errorf("run(%q) error = %v, want a usage error (exit status 2)", args, err)
@@ -164,5 +273,18 @@ func TestBadFlags(t *testing.T) {
 		if stdout.Len() > 0 {
 			t.Errorf("run(%q) wrote %q to stdout, want nothing", args, &stdout)
 		}
+		if err != nil && strings.Contains(err.Error()+stderr.String(), "s3cret-pass") {
+			t.Errorf("run(%q) error = %v, stderr %q: contains the password", args, err, &stderr)
+		}
+	}
+}
+
+func TestLoginFileMissing(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "login")
+	err := run(t.Context(), []string{"rollout", "-url", "http://localhost/", "-login-file", missing}, noEnv, &bytes.Buffer{}, &bytes.Buffer{})
+	var usage usageError
+	if err == nil || errors.As(err, &usage) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("run error = %v, want an error naming %s (exit status 1)", err, missing)
 	}
 }

@@ -51,11 +51,14 @@ func (l *kindLog) take(seq uint64) kind {
 
 // classifier is an http.RoundTripper that records why requests fail. It finds
 // the request's sequence number in the X-Vegeta-Seq header vegeta sets.
-// It also applies the timeout, to the request and the reading of its body.
+// It also applies the timeout, to the request and the reading of its body,
+// marks requests Close if close is set, and counts new connections.
 type classifier struct {
 	next    http.RoundTripper
 	timeout time.Duration
 	log     *kindLog
+	close   bool          // a new connection for every request
+	opened  atomic.Uint64 // TCP connections made
 }
 
 func (c *classifier) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -65,8 +68,21 @@ func (c *classifier) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), c.timeout)
 	var gotConn atomic.Bool
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }}
-	resp, err := c.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(ctx, trace)))
+	trace := &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
+		// Every TCP connection made, including one a request dials but
+		// leaves to another that an idle connection served first.
+		ConnectDone: func(_, _ string, err error) {
+			if err == nil {
+				c.opened.Add(1)
+			}
+		},
+	}
+	req = req.WithContext(httptrace.WithClientTrace(ctx, trace)) // a copy, ours to change
+	if c.close {
+		req.Close = true
+	}
+	resp, err := c.next.RoundTrip(req)
 	if err != nil {
 		c.log.put(seq, classify(ctx, err, gotConn.Load()))
 		cancel()

@@ -37,6 +37,12 @@ type Options struct {
 	Duration time.Duration // how long to attack; 0 means until ctx is cancelled
 	Timeout  time.Duration // per request, including reading the body; 0 means 2s
 	Header   http.Header   // sent with every request, e.g. Authorization
+	// DisableKeepAlives sends every request on a new connection (TCP, and
+	// TLS for https) that is closed after it, as a curl loop does, instead
+	// of reusing connections: requests are marked Close. That holds over
+	// HTTP/1.1, which NewTransport speaks. Go's HTTP/2 client does not keep
+	// to it (one run here: 268 connections and 27 timeouts for 50 requests).
+	DisableKeepAlives bool
 	// Transport sends the requests; nil means NewTransport(nil).
 	Transport http.RoundTripper
 }
@@ -100,6 +106,11 @@ type Report struct {
 	Rate     float64       // requests sent per second
 	Duration time.Duration // from the first request sent to the last
 	Errors   []string      // distinct error messages, at most maxErrors
+	// DisableKeepAlives is the connection mode, as in Options.
+	DisableKeepAlives bool
+	// Connections is how many TCP connections were made: Requests with
+	// DisableKeepAlives, far fewer without.
+	Connections uint64
 }
 
 const maxErrors = 5
@@ -133,7 +144,8 @@ func Run(ctx context.Context, w io.Writer, o Options) (*Report, error) {
 	// The classifier, not http.Client.Timeout, applies the timeout, so that
 	// it can tell a timeout from other errors reliably.
 	kinds := newKindLog()
-	client := &http.Client{Transport: &classifier{next: transport, timeout: timeout, log: kinds}}
+	cl := &classifier{next: transport, timeout: timeout, log: kinds, close: o.DisableKeepAlives}
+	client := &http.Client{Transport: cl}
 
 	// At the full rate, each worker is busy for at most the timeout, so this
 	// many workers keep the rate even when every request times out.
@@ -178,12 +190,14 @@ func Run(ctx context.Context, w io.Writer, o Options) (*Report, error) {
 		a.endSecond(w, time.Now())
 	}
 	rep := a.report()
+	rep.DisableKeepAlives, rep.Connections = o.DisableKeepAlives, cl.opened.Load()
 	WriteSummary(w, rep)
 	return rep, nil
 }
 
-// NewTransport returns the transport Run uses by default: HTTP/1.1 with
-// keep-alive and the given TLS configuration (nil means the system roots).
+// NewTransport returns the transport Run uses by default: HTTP/1.1 only, even
+// to a server that offers HTTP/2, with keep-alive and the given TLS
+// configuration (nil means the system roots).
 func NewTransport(tlsConfig *tls.Config) *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsConfig
@@ -319,8 +333,12 @@ func writeSecond(w io.Writer, s Second) {
 // WriteSummary writes rep's summary, as Run does at the end.
 func WriteSummary(w io.Writer, rep *Report) {
 	f := rep.Failures
-	fmt.Fprintf(w, "\nsummary:  %d requests in %s (%.1f/s achieved), %d failed\n",
-		rep.Requests, rep.Duration.Round(time.Millisecond), rep.Rate, f.Total())
+	mode := "kept alive"
+	if rep.DisableKeepAlives {
+		mode = "new per request"
+	}
+	fmt.Fprintf(w, "\nsummary:  %d requests in %s (%.1f/s achieved), %d failed; connections: %s, %d opened\n",
+		rep.Requests, rep.Duration.Round(time.Millisecond), rep.Rate, f.Total(), mode, rep.Connections)
 	fmt.Fprintf(w, "failures: connect=%d timeout=%d 5xx=%d 4xx=%d other=%d\n",
 		f.Connect, f.Timeout, f.Status5xx, f.Status4xx, f.Other)
 	fmt.Fprintf(w, "versions:")

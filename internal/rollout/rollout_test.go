@@ -3,6 +3,10 @@ package rollout_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -139,7 +143,9 @@ func TestServerClosedMidRun(t *testing.T) {
 	if f.Timeout != 0 || f.Status5xx != 0 || f.Status4xx != 0 {
 		t.Errorf("failures = %+v, want no timeouts or status errors", f)
 	}
-	if len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0], "refused") {
+	// A request sent as Close shuts a kept-alive connection can be reset
+	// first (seen under load), so any of the errors may say refused.
+	if !strings.Contains(strings.Join(rep.Errors, "\n"), "connection refused") {
 		t.Errorf("errors = %q, want a connection refused", rep.Errors)
 	}
 }
@@ -211,5 +217,87 @@ func TestRunRejectsBadOptions(t *testing.T) {
 		if _, err := rollout.Run(t.Context(), &bytes.Buffer{}, o); err == nil {
 			t.Errorf("Run(%+v) error = nil, want an error", o)
 		}
+	}
+}
+
+// newCountingTLSServer starts an HTTPS server that offers HTTP/2 as well as
+// HTTP/1.1, as the nginx edge does, takes delay to answer, and counts the
+// connections it accepts and the HTTP/2 requests it serves. It returns a
+// TLS configuration that trusts it.
+func newCountingTLSServer(t *testing.T, delay time.Duration) (srv *httptest.Server, accepted, h2 *atomic.Int64, cfg *tls.Config) {
+	t.Helper()
+	accepted, h2 = new(atomic.Int64), new(atomic.Int64)
+	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 {
+			h2.Add(1)
+		}
+		time.Sleep(delay)
+		w.Header().Set(rollout.VersionHeader, "1.0.0")
+	}))
+	srv.EnableHTTP2 = true
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			accepted.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	return srv, accepted, h2, &tls.Config{RootCAs: pool}
+}
+
+// TestConnectionModes checks, against a server that offers HTTP/2 as the
+// nginx edge does, that NewTransport stays on HTTP/1.1 and that
+// DisableKeepAlives makes one connection per request; keep-alive far fewer.
+func TestConnectionModes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		disableKeepAlives bool
+		summary           string
+	}{
+		{false, "connections: kept alive"},
+		{true, "connections: new per request"},
+	}
+	for _, tt := range tests {
+		// One after the other: TLS handshakes are slow under -race.
+		t.Run(fmt.Sprintf("DisableKeepAlives=%t", tt.disableKeepAlives), func(t *testing.T) {
+			// 20 ms per answer at 50/s: requests often overlap, which an
+			// HTTP/2 connection would multiplex.
+			srv, accepted, h2, cfg := newCountingTLSServer(t, 20*time.Millisecond)
+			var out bytes.Buffer
+			rep, err := rollout.Run(t.Context(), &out, rollout.Options{
+				URL:               srv.URL + "/version",
+				Rate:              50,
+				Workers:           4,
+				Duration:          time.Second,
+				Timeout:           2 * time.Second,
+				Transport:         rollout.NewTransport(cfg),
+				DisableKeepAlives: tt.disableKeepAlives,
+			})
+			t.Logf("output:\n%s", &out)
+			if err != nil {
+				t.Fatalf("Run error = %v", err)
+			}
+			if rep.Requests < 40 || rep.Failures.Total() != 0 {
+				t.Fatalf("report: %d requests, failures %+v; want about 50, none failed", rep.Requests, rep.Failures)
+			}
+			if got := h2.Load(); got != 0 {
+				t.Errorf("server saw %d HTTP/2 requests of %d, want none", got, rep.Requests)
+			}
+			n := accepted.Load()
+			if tt.disableKeepAlives && (n != int64(rep.Requests) || rep.Connections != rep.Requests) {
+				t.Errorf("%d requests: server accepted %d connections, report says %d; want one per request", rep.Requests, n, rep.Connections)
+			}
+			if !tt.disableKeepAlives && (n > int64(rep.Requests)/4 || rep.Connections != uint64(n)) {
+				t.Errorf("%d requests: server accepted %d connections, report says %d; want the same, at most a quarter", rep.Requests, n, rep.Connections)
+			}
+			if rep.DisableKeepAlives != tt.disableKeepAlives {
+				t.Errorf("report DisableKeepAlives = %t, want %t", rep.DisableKeepAlives, tt.disableKeepAlives)
+			}
+			if !strings.Contains(out.String(), tt.summary) {
+				t.Errorf("output does not say %q", tt.summary)
+			}
+		})
 	}
 }
