@@ -94,8 +94,18 @@ build_coredns() {
 	rm -rf "$tmp" && mkdir -p "$tmp"
 	echo "build: coredns $coredns_version into $out (cold: about 3-5 min)"
 	# go install pkg@version builds with CoreDNS's own go.mod and go.sum.
-	GOBIN=$tmp with_progress "coredns $coredns_version" "$cache/coredns-$coredns_version/build.log" \
-		go_build install -v -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$coredns_version"
+	# Resolving the package also asks the module proxy about the path's
+	# prefix github.com/coredns, which is no module; the proxy has once
+	# answered that with a passing 403 (an error, not "not found"), so try
+	# up to three times.
+	local try
+	for try in 1 2 3; do
+		GOBIN=$tmp with_progress "coredns $coredns_version" "$cache/coredns-$coredns_version/build.log" \
+			go_build install -v -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$coredns_version" && break
+		((try < 3)) || return 1
+		echo "build: coredns: try $try failed; again in 20 s" >&2
+		sleep 20
+	done
 	touch "$tmp/.complete"
 	rm -rf "$out" && mv "$tmp" "$out"
 	echo "build: coredns $coredns_version built in $((SECONDS - start))s"
