@@ -11,7 +11,8 @@ BINARIES := auth hello monolith
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Images: $(REGISTRY)/<binary>:$(VERSION), for every platform in PLATFORMS.
-# The Kubernetes manifests name the same registry (kubernetes/kustomization.yaml).
+# The Kubernetes manifests name ghcr.io/example/app, a placeholder, until
+# `make set-registry REGISTRY=...` writes yours into them.
 CONTAINER_ENGINE ?= docker
 REGISTRY         ?= ghcr.io/example/app
 PLATFORMS        ?= linux/amd64,linux/arm64
@@ -21,7 +22,9 @@ IMAGE_ARGS        = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISI
 comma := ,
 
 # Kubernetes: the current kubectl context; NAMESPACE empty means its namespace.
+# OVERLAY is the provider: kubernetes/overlays/{gke,eks,local}.
 NAMESPACE          ?=
+OVERLAY            ?=
 KUBE_SCORE_VERSION := v1.20.0
 
 # govulncheck runs offline against the Go vulnerability database, which the
@@ -30,7 +33,7 @@ GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
+.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e set-registry secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,7 +64,12 @@ kube-score: ## install kube-score, which test-k8s runs on the manifests
 edge-e2e: ## the end-to-end tests through real nginx, printing the measured figures
 	go test -count=1 -v ./internal/edge/e2e
 
+# HOSTS= given but empty is an error: `HOSTS=$$EXTERNAL_IP` with the
+# variable unset would otherwise make a certificate for localhost only.
 certs: ## write a CA and a localhost certificate into tls/ (FORCE=1 replaces them, HOSTS=a,b adds names)
+	@if [ "$(origin HOSTS)" != undefined ] && [ -z "$(strip $(HOSTS))" ]; then \
+		echo "make certs: HOSTS is empty (is EXTERNAL_IP set?): give the names or addresses the certificate is for"; exit 1; \
+	fi
 	go run ./cmd/certgen -out tls $(if $(FORCE),-force) $(if $(HOSTS),-hosts $(HOSTS))
 
 # Built and run, not `go run`: go run exits 1 when Ctrl-C stops its child.
@@ -117,14 +125,17 @@ push: images ## push the images (a multi-arch manifest list each) to $(REGISTRY)
 test-containers: ## build the images with podman, check them, and roll hello 1.0.0 -> 2.0.0 under load through nginx
 	CONTAINER_TESTS=1 go test -count=1 -v -timeout 10m ./test/containers
 
-secrets: ## create or update the Secrets and ConfigMaps in the current kubectl context (a JWT key only if there is none)
+set-registry: ## point every manifest under kubernetes/ at REGISTRY, where make push put the images (git diff kubernetes/ shows it)
+	kubernetes/deploy.sh set-registry "$(REGISTRY)"
+
+secrets: ## make the signing key (once, never replaced) and the lessons' TLS Secret and proxy ConfigMap in the current kubectl context
 	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh secrets
 
-deploy: ## deploy auth, hello and the frontend ($(REGISTRY)/<service>:$(VERSION)) to the current kubectl context
-	NAMESPACE=$(NAMESPACE) REGISTRY=$(REGISTRY) VERSION=$(VERSION) kubernetes/deploy.sh deploy
+deploy: ## deploy auth, hello and the frontend through kubernetes/overlays/$(OVERLAY) (gke, eks, local) to the current kubectl context
+	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh deploy "$(OVERLAY)"
 
-undeploy: ## delete what deploy made, with its Secrets and ConfigMaps
-	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh undeploy
+undeploy: ## delete what deploy made (OVERLAY as for deploy), with its Secrets and ConfigMaps
+	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh undeploy "$(OVERLAY)"
 
 cluster-up: ## start a single-node Kubernetes built from source (root; the first build takes 15-25 min, then it is cached)
 	test/cluster/cluster.sh up

@@ -404,6 +404,17 @@ func checkNginxShutdown(t *testing.T, p pod, c corev1.Container, conf []directiv
 	if sleep < 5*time.Second {
 		t.Errorf("preStop sleep %v: want at least 5s for endpoints and load balancers to drop the pod", sleep)
 	}
+	longest := longestProxyRead(t, conf)
+	grace := time.Duration(deref64(p.spec.TerminationGracePeriodSeconds, 30)) * time.Second
+	if grace <= sleep+longest {
+		t.Errorf("terminationGracePeriodSeconds %v, want more than the preStop sleep %v + proxy_read_timeout %v", grace, sleep, longest)
+	}
+}
+
+// longestProxyRead is the longest proxy_read_timeout in conf: the longest
+// an in-flight request keeps nginx from exiting.
+func longestProxyRead(t *testing.T, conf []directive) time.Duration {
+	t.Helper()
 	var longest time.Duration
 	walk(conf, func(d directive) {
 		if d.name == "proxy_read_timeout" {
@@ -417,10 +428,7 @@ func checkNginxShutdown(t *testing.T, p pod, c corev1.Container, conf []directiv
 	if longest == 0 {
 		longest = 60 * time.Second // nginx's default
 	}
-	grace := time.Duration(deref64(p.spec.TerminationGracePeriodSeconds, 30)) * time.Second
-	if grace <= sleep+longest {
-		t.Errorf("terminationGracePeriodSeconds %v, want more than the preStop sleep %v + proxy_read_timeout %v", grace, sleep, longest)
-	}
+	return longest
 }
 
 // TestParseNginx checks the small parser on the constructs the configs use.
