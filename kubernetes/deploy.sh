@@ -194,6 +194,10 @@ render() {
 
 deploy() {
 	local rendered placeholder
+	overlay_dir "$1" >/dev/null
+	if [[ $(files_registry) == "$PLACEHOLDER" ]]; then
+		die "the manifests name the placeholder registry $PLACEHOLDER: point them at the registry you pushed to first: make set-registry REGISTRY=<registry> (docs/tutorial.md, section 2)"
+	fi
 	rendered=$(mktemp)
 	tmpfiles+=("$rendered")
 	render "$1" "$rendered"

@@ -287,6 +287,9 @@ func TestDeployRefusesPlaceholder(t *testing.T) {
 			t.Errorf("deploy.sh %q: error %v, output %q: want a refusal listing the overlays", args, err, out)
 		}
 	}
+	if out, err := runDeploySh(root, nil, "set-registry", testRegistry); err != nil {
+		t.Fatalf("deploy.sh set-registry: %v\n%s", err, out)
+	}
 	if err := os.RemoveAll(filepath.Join(root, "tls")); err != nil {
 		t.Fatal(err)
 	}

@@ -141,6 +141,12 @@ func nginxConfigOf(t *testing.T, p pod, c corev1.Container, made created) []ngin
 		if !ok || v.ConfigMap == nil {
 			continue
 		}
+		// Mounted by key, a ConfigMap made with another key name fails
+		// the mount with an event naming the key; mounted whole, nginx
+		// would start without its server and never become ready.
+		if len(v.ConfigMap.Items) == 0 {
+			t.Errorf("%v: container %s: ConfigMap %s at %s without items: mount the config by its key", p, c.Name, v.ConfigMap.Name, dir)
+		}
 		keys := made["configmap/"+v.ConfigMap.Name]
 		for key, src := range keys {
 			if strings.HasSuffix(key, " size") {

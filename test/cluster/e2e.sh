@@ -256,7 +256,6 @@ deploy() {
 	grep -Eq "(ImagePullBackOff|ErrImagePull).*$missing" "$E/diagnosis.log" ||
 		fail "make deploy did not say ImagePullBackOff and the image $missing"
 	make -s deploy OVERLAY=local
-	kubectl wait pods -l app=hello --for=condition=Ready --timeout=120s
 }
 
 frontend() {
@@ -404,8 +403,8 @@ rolling() {
 	kubectl rollout status deployment/auth --timeout=180s
 	load_stop auth-update
 	kubectl get pods -l app=auth -L version
-	[[ $(kubectl get pods -l app=auth -o 'jsonpath={.items[*].metadata.labels.version}') == "2.0.0 2.0.0" ]] ||
-		fail "auth pods' version labels: $(kubectl get pods -l app=auth -o 'jsonpath={.items[*].metadata.labels.version}'), want 2.0.0"
+	[[ $(kubectl get replicasets -l app=auth,version=2.0.0 -o 'jsonpath={.items[*].status.readyReplicas}') == 2 ]] ||
+		fail "no ReplicaSet of auth with 2 ready pods labelled version=2.0.0"
 	kubectl rollout undo deployment/auth
 	kubectl rollout status deployment/auth --timeout=180s
 
