@@ -32,14 +32,19 @@ type healthCheck struct {
 	source             string // where the numbers come from
 }
 
-// gkeHealthCheck is GKE's L4 load balancer health check for a Service with
-// externalTrafficPolicy: Local. It cannot be tuned from the Service. The
-// numbers are GKE's defaults: the GKE cloud provider and ingress-gce's L4
-// controller create the check with interval 8 s, timeout 1 s, healthy
-// threshold 1, unhealthy threshold 3 ("3 * 8 = 24 seconds before the LB
-// will steer traffic away").
-var gkeHealthCheck = healthCheck{interval: 8 * time.Second, unhealthy: 3, healthy: 1,
-	source: "GKE's L4 health check defaults"}
+// gkeHealthChecks are GKE's L4 load balancer health checks for a Service
+// with externalTrafficPolicy: Local, which cannot be tuned from the
+// Service: the target pool-based load balancer's (the GCE cloud provider:
+// interval 8 s, unhealthy threshold 3, healthy 1, "3 * 8 = 24 seconds
+// before the LB will steer traffic away"), and the backend service-based
+// one's that overlays/gke asks for (ingress-gce's L4 controller: 3 s, 2, 1).
+// The frontend must cover both: a Service made before the annotation keeps
+// the older kind.
+var gkeHealthChecks = []healthCheck{
+	{interval: 8 * time.Second, unhealthy: 3, healthy: 1, source: "GKE's target pool health check"},
+	{interval: 3 * time.Second, unhealthy: 2, healthy: 1, source: "GKE's backend service health check"},
+}
+var gkeHealthCheck = gkeHealthChecks[0]
 
 // drainMargin is the least time the frontend keeps serving beyond the
 // load balancer's detection: kube-proxy's health server updating, the
@@ -190,10 +195,12 @@ func TestOverlays(t *testing.T) {
 				t.Errorf("service frontend: type %s, externalTrafficPolicy %s: want LoadBalancer, Local (client addresses, and the health checks the drain relies on)",
 					svc.Spec.Type, svc.Spec.ExternalTrafficPolicy)
 			}
-			var hc *healthCheck
+			var hcs []*healthCheck
 			switch name {
 			case "gke":
-				hc = &gkeHealthCheck
+				for i := range gkeHealthChecks {
+					hcs = append(hcs, &gkeHealthChecks[i])
+				}
 				checkArmToleration(t, objs)
 			case "eks":
 				checkEKSService(t, svc)
@@ -201,15 +208,18 @@ func TestOverlays(t *testing.T) {
 				if err != nil {
 					t.Fatalf("service frontend: %v", err)
 				}
-				hc = &h
+				hcs = append(hcs, &h)
 				checkTrustedProxies(t, objs, "192.168.0.0/16")
 			case "local":
 				if len(svc.Annotations) > 0 {
 					t.Errorf("service frontend: annotations %v on the test cluster, which has no cloud load balancer", svc.Annotations)
 				}
+				hcs = append(hcs, nil) // kube-proxy only
 			}
-			for _, p := range drainProblems(hc, frontend, proxyRead) {
-				t.Errorf("deployment frontend: %s", p)
+			for _, hc := range hcs {
+				for _, p := range drainProblems(hc, frontend, proxyRead) {
+					t.Errorf("deployment frontend: %s", p)
+				}
 			}
 		})
 	}
