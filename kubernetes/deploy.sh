@@ -248,6 +248,9 @@ wait_rollouts() {
 			next=$((SECONDS + 30))
 		fi
 		if ((SECONDS - start >= ROLLOUT_TIMEOUT)); then
+			for d in "${pending[@]}"; do
+				explain "$d"
+			done
 			die "not rolled out within ${ROLLOUT_TIMEOUT}s: ${pending[*]}"
 		fi
 		sleep 2
@@ -264,6 +267,7 @@ explain() {
 	selector=$(kc get deployment "$d" --output 'go-template={{range $k, $v := .spec.selector.matchLabels}}{{$k}}={{$v}},{{end}}' 2>/dev/null) || return 0
 	while IFS=$'\t' read -r pod container reason detail; do
 		[[ -n $pod ]] || continue
+		[[ $container != - ]] || container=
 		say "  pod $pod${container:+ container $container}: $reason${detail:+: $detail}"
 		case $reason in
 		CrashLoopBackOff | Error)

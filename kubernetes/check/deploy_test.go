@@ -20,7 +20,9 @@ import (
 // call's arguments (each followed by 0x1f, one call a line) with, for each
 // --from-file=KEY=PATH, the file's size, and for apply the kinds it read
 // on stdin. `kustomize` renders with the test binary (TestMain), the same
-// kustomize library kubectl embeds. Rollouts are complete at once.
+// kustomize library kubectl embeds. Rollouts are complete at once, unless
+// FAKE_PODS names a pod list (JSON): then they never complete, and `get
+// pods -o go-template-file` prints that list through the test binary.
 const fakeKubectl = `#!/usr/bin/env bash
 line=
 for a in "$@"; do
@@ -38,7 +40,11 @@ case " $* " in
 *" apply "*) echo "object/fake configured" ;;
 *" --dry-run=client "*) for a in "$@"; do case $a in secret) echo "kind: Secret"; break ;; configmap) echo "kind: ConfigMap"; break ;; esac; done ;;
 *" get secret "*) if [[ -n ${FAKE_JWT_EXISTS:-} ]]; then echo secret/jwt-secret; fi ;;
-*" rollout status "*) echo "deployment successfully rolled out" ;;
+*" rollout status "*) if [[ -n ${FAKE_PODS:-} ]]; then echo "Waiting for rollout to finish: 0 of 1 updated replicas are available..."; else echo "deployment successfully rolled out"; fi ;;
+*" get deployment "*) echo -n "app=hello,track=stable," ;;
+*" get pods "*) for a in "$@"; do case $a in go-template-file=*) CHECK_TEMPLATE_HELPER=1 exec "$FAKE_KUSTOMIZE" "${a#go-template-file=}" <"$FAKE_PODS" ;; esac; done ;;
+*" logs "*) printf 'panic: boom\ngoroutine 1 [running]:\n' ;;
+*" get events "*) echo "Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 503" ;;
 *" config view "*) echo -n "${FAKE_CONTEXT_NAMESPACE:-}" ;;
 esac
 `
@@ -295,6 +301,41 @@ func TestDeployRefusesPlaceholder(t *testing.T) {
 	}
 	if _, out, err := fakeCluster(t, root, nil, "deploy", "gke"); err == nil || !strings.Contains(out, "make certs") {
 		t.Errorf("deploy.sh deploy gke without tls/: error %v, output %q: want a refusal naming make certs", err, out)
+	}
+}
+
+// TestDeployExplains runs `make deploy` against pods that do not become
+// ready: before it gives up it says, per pod, why, with what a learner
+// needs next (the image, the last log lines, the scheduler's message, the
+// latest warning event).
+func TestDeployExplains(t *testing.T) {
+	root := configuredRepo(t)
+	pods := filepath.Join(t.TempDir(), "pods.json")
+	if err := os.WriteFile(pods, podList(t, notReadyPods()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, out, err := fakeCluster(t, root, []string{"NAMESPACE=ud615", "FAKE_PODS=" + pods, "ROLLOUT_TIMEOUT=1"}, "deploy", "local")
+	if err == nil {
+		t.Fatalf("deploy.sh deploy with pods never ready: succeeded\n%s", out)
+	}
+	for _, want := range []string{
+		"not rolled out within 1s",
+		"pod pull container hello: ImagePullBackOff: image registry.example/team/hello:9.9.9",
+		"pod crash container hello: CrashLoopBackOff: image registry.example/team/hello:9.9.9",
+		"      | panic: boom",
+		"pod unscheduled: Pending: Unschedulable: 0/3 nodes are available: 3 node(s) had untolerated taint",
+		"pod mount container hello: ContainerCreating",
+		"pod probe container nginx: NotReady: running, 2 restarts",
+		"      event Unhealthy: Readiness probe failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("deploy.sh deploy with pods never ready: output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, quiet := range []string{"pod ready", "pod old"} {
+		if strings.Contains(out, quiet) {
+			t.Errorf("deploy.sh deploy: output mentions %q (ready or terminating):\n%s", quiet, out)
+		}
 	}
 }
 

@@ -26,14 +26,21 @@ var overlayNames = []string{"eks", "gke", "local"}
 // placeholder is the registry the committed manifests name.
 const placeholder = "ghcr.io/example/app"
 
-// kustomizeHelperEnv makes the test binary act as `kubectl kustomize` (see
-// TestMain): the fake kubectl of the deploy.sh tests renders with the same
-// kustomize library kubectl embeds.
-const kustomizeHelperEnv = "CHECK_KUSTOMIZE_HELPER"
+// kustomizeHelperEnv makes the test binary act as `kubectl kustomize`, and
+// templateHelperEnv as kubectl's -o go-template-file printer (see TestMain):
+// the fake kubectl of the deploy.sh tests renders with the same kustomize
+// library kubectl embeds, and prints templates as kubectl does.
+const (
+	kustomizeHelperEnv = "CHECK_KUSTOMIZE_HELPER"
+	templateHelperEnv  = "CHECK_TEMPLATE_HELPER"
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(kustomizeHelperEnv) == "1" {
 		os.Exit(kustomizeMain(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	if os.Getenv(templateHelperEnv) == "1" {
+		os.Exit(templateMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	code := m.Run()
 	if configuredDir != "" {
@@ -54,6 +61,24 @@ func kustomizeMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	stdout.Write(out)
+	return 0
+}
+
+// templateMain is `kubectl get … -o go-template-file=FILE` on the JSON of stdin.
+func templateMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	data, err := io.ReadAll(stdin)
+	if err == nil && len(args) != 1 {
+		err = fmt.Errorf("template helper: want FILE, got %q", args)
+	}
+	var out string
+	if err == nil {
+		out, err = goTemplate(args[0], data)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	io.WriteString(stdout, out)
 	return 0
 }
 
