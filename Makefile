@@ -11,7 +11,8 @@ BINARIES := auth hello monolith
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Images: $(REGISTRY)/<binary>:$(VERSION), for every platform in PLATFORMS.
-# The Kubernetes manifests name the same registry (kubernetes/kustomization.yaml).
+# The Kubernetes manifests name ghcr.io/example/app, a placeholder, until
+# `make set-registry REGISTRY=...` writes yours into them.
 # CONTAINER_ENGINE is docker if a docker command is installed, else podman
 # (which only-podman machines would otherwise have to name every time).
 CONTAINER_ENGINE ?= $(if $(shell command -v docker 2>/dev/null),docker,podman)
@@ -42,7 +43,9 @@ endif
 endif
 
 # Kubernetes: the current kubectl context; NAMESPACE empty means its namespace.
+# OVERLAY is the provider: kubernetes/overlays/{gke,eks,local}.
 NAMESPACE          ?=
+OVERLAY            ?=
 KUBE_SCORE_VERSION := v1.20.0
 
 # govulncheck runs offline against the Go vulnerability database, which the
@@ -51,7 +54,7 @@ GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
+.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e set-registry secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
 
 help: ## list the targets, and the settings they will use
 	@echo 'Usage: make TARGET [SETTING=value ...]'
@@ -65,6 +68,7 @@ help: ## list the targets, and the settings they will use
 		PLATFORMS '$(PLATFORMS)' \
 		CONTAINER_ENGINE '$(CONTAINER_ENGINE)' \
 		DOCKER_BUILDER '$(DOCKER_BUILDER)' \
+		OVERLAY '$(or $(OVERLAY),(empty: make deploy asks for gke, eks or local))' \
 		NAMESPACE '$(or $(NAMESPACE),(empty: the kubectl context namespace))' \
 		GOTOOLCHAIN '$(GOTOOLCHAIN)'
 
@@ -106,7 +110,12 @@ test-nginx-modern: nginx-modern ## run the edge, make up and UI tests again with
 	NGINX_BIN=$(NGINX_MODERN) go test -race -count=1 ./internal/edge/... ./cmd/up
 	NGINX_BIN=$(NGINX_MODERN) $(MAKE) test-ui
 
+# HOSTS= given but empty is an error: `HOSTS=$$EXTERNAL_IP` with the
+# variable unset would otherwise make a certificate for localhost only.
 certs: ## write a CA and a localhost certificate into tls/ (FORCE=1 replaces them, HOSTS=a,b adds names)
+	@if [ "$(origin HOSTS)" != undefined ] && [ -z "$(strip $(HOSTS))" ]; then \
+		echo "make certs: HOSTS is empty (is EXTERNAL_IP set?): give the names or addresses the certificate is for"; exit 1; \
+	fi
 	go run ./cmd/certgen -out tls $(if $(FORCE),-force) $(if $(HOSTS),-hosts $(HOSTS))
 
 # Built and run, not `go run`: go run exits 1 when Ctrl-C stops its child.
@@ -174,14 +183,17 @@ endif
 test-containers: ## build the images with podman, check them, make push them to a local registry, and roll hello 1.0.0 -> 2.0.0 under load through nginx
 	CONTAINER_TESTS=1 go test -count=1 -v -timeout 10m ./test/containers
 
-secrets: ## create or update the Secrets and ConfigMaps in the current kubectl context (a JWT key only if there is none)
+set-registry: ## point every manifest under kubernetes/ at REGISTRY, where make push put the images (git diff kubernetes/ shows it)
+	kubernetes/deploy.sh set-registry "$(REGISTRY)"
+
+secrets: ## make the signing key (once, never replaced) and the lessons' TLS Secret and proxy ConfigMap in the current kubectl context
 	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh secrets
 
-deploy: ## deploy auth, hello and the frontend ($(REGISTRY)/<service>:$(VERSION)) to the current kubectl context
-	NAMESPACE=$(NAMESPACE) REGISTRY=$(REGISTRY) VERSION=$(VERSION) kubernetes/deploy.sh deploy
+deploy: ## deploy auth, hello and the frontend through kubernetes/overlays/$(OVERLAY) (gke, eks, local) to the current kubectl context
+	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh deploy "$(OVERLAY)"
 
-undeploy: ## delete what deploy made, with its Secrets and ConfigMaps
-	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh undeploy
+undeploy: ## delete what deploy made (OVERLAY as for deploy), with its Secrets and ConfigMaps
+	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh undeploy "$(OVERLAY)"
 
 cluster-up: ## start a single-node Kubernetes built from source (root; the first build takes 15-25 min, then it is cached)
 	test/cluster/cluster.sh up

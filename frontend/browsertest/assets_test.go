@@ -123,10 +123,10 @@ func TestAssetVersions(t *testing.T) {
 }
 
 // TestConfigMapFits checks that frontend/ can become the frontend-ui
-// ConfigMap as it is: `kubectl create configmap frontend-ui
-// --from-file=frontend/` takes the directory's files (not its
-// subdirectories) as keys, which must be valid key names, and a ConfigMap
-// holds at most 1 MiB.
+// ConfigMap as it is: kubernetes/base's configMapGenerator takes the
+// directory's files (not its subdirectories; kubernetes/check checks that
+// it lists them all) as keys, which must be valid key names, and a
+// ConfigMap holds at most 1 MiB.
 func TestConfigMapFits(t *testing.T) {
 	keyRE := regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 	total := 0

@@ -7,9 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 // kubeScore finds the kube-score binary: on PATH, or where go install puts
@@ -44,28 +41,23 @@ func kubeScore(t *testing.T) string {
 	return ""
 }
 
-// TestKubeScore runs kube-score on what kubectl apply -k renders, and on all
-// the course's files together. Any CRITICAL or WARNING fails; the findings
-// that are right but deliberate are switched off per object with a
-// kube-score/ignore annotation, explained in a comment beside it.
+// TestKubeScore runs kube-score on what make deploy renders for each
+// provider, and on all the course's files together. Any CRITICAL or
+// WARNING fails; the findings that are right but deliberate are switched
+// off per object with a kube-score/ignore annotation, explained in a
+// comment beside it.
 func TestKubeScore(t *testing.T) {
 	bin := kubeScore(t)
-	abs, err := filepath.Abs(kubeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), abs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rendered, err := res.AsYaml()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "score", "--exit-one-on-warning", "--output-format", "ci", "-")
-	cmd.Stdin = bytes.NewReader(rendered)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("kube-score on kustomize build kubernetes/: %v\n%s", err, findings(out))
+	for _, name := range overlayNames {
+		rendered, err := kustomize(filepath.Join(configuredRepo(t), "kubernetes", "overlays", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "score", "--exit-one-on-warning", "--output-format", "ci", "-")
+		cmd.Stdin = bytes.NewReader(rendered)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("kube-score on overlay %s: %v\n%s", name, err, findings(out))
+		}
 	}
 
 	files, err := manifestFiles()

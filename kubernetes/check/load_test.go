@@ -89,6 +89,10 @@ func metaOf(obj runtime.Object) (*metav1.ObjectMeta, error) {
 		return &o.ObjectMeta, nil
 	case *networkingv1.NetworkPolicy:
 		return &o.ObjectMeta, nil
+	case *corev1.ConfigMap:
+		return &o.ObjectMeta, nil
+	case *corev1.Secret:
+		return &o.ObjectMeta, nil
 	}
 	return nil, fmt.Errorf("unexpected type %T", obj)
 }
@@ -118,7 +122,7 @@ func splitDocs(file string, data []byte) ([]doc, error) {
 }
 
 // manifestFiles lists the object files under kubernetes/: every .yaml file
-// except kustomization.yaml, the patches and this module.
+// except the kustomizations (base/, overlays/), the patches and this module.
 func manifestFiles() ([]string, error) {
 	var files []string
 	err := filepath.WalkDir(kubeDir, func(path string, d fs.DirEntry, err error) error {
@@ -133,7 +137,7 @@ func manifestFiles() ([]string, error) {
 			}
 			return nil
 		}
-		if strings.HasSuffix(rel, ".yaml") && rel != "kustomization.yaml" {
+		if strings.HasSuffix(rel, ".yaml") && d.Name() != "kustomization.yaml" {
 			files = append(files, rel)
 		}
 		return nil
@@ -225,8 +229,17 @@ func (p pod) String() string { return p.file + " " + p.owner }
 
 func pods(t *testing.T) []pod {
 	t.Helper()
+	out := podsOf(objects(t))
+	if len(out) == 0 {
+		t.Fatal("no pod templates found")
+	}
+	return out
+}
+
+// podsOf returns the pod templates of objs.
+func podsOf(objs []object) []pod {
 	var out []pod
-	for _, o := range objects(t) {
+	for _, o := range objs {
 		switch v := o.obj.(type) {
 		case *appsv1.Deployment:
 			out = append(out, pod{file: o.file, owner: "Deployment/" + v.Name, name: v.Name,
@@ -235,9 +248,6 @@ func pods(t *testing.T) []pod {
 			out = append(out, pod{file: o.file, owner: "Pod/" + v.Name, name: v.Name,
 				labels: v.Labels, meta: v.ObjectMeta, spec: v.Spec})
 		}
-	}
-	if len(out) == 0 {
-		t.Fatal("no pod templates found")
 	}
 	return out
 }

@@ -141,6 +141,12 @@ func nginxConfigOf(t *testing.T, p pod, c corev1.Container, made created) []ngin
 		if !ok || v.ConfigMap == nil {
 			continue
 		}
+		// Mounted by key, a ConfigMap made with another key name fails
+		// the mount with an event naming the key; mounted whole, nginx
+		// would start without its server and never become ready.
+		if len(v.ConfigMap.Items) == 0 {
+			t.Errorf("%v: container %s: ConfigMap %s at %s without items: mount the config by its key", p, c.Name, v.ConfigMap.Name, dir)
+		}
 		keys := made["configmap/"+v.ConfigMap.Name]
 		for key, src := range keys {
 			if strings.HasSuffix(key, " size") {
@@ -454,6 +460,17 @@ func checkNginxShutdown(t *testing.T, p pod, c corev1.Container, conf []directiv
 	if sleep < 5*time.Second {
 		t.Errorf("preStop sleep %v: want at least 5s for endpoints and load balancers to drop the pod", sleep)
 	}
+	longest := longestProxyRead(t, conf)
+	grace := time.Duration(deref64(p.spec.TerminationGracePeriodSeconds, 30)) * time.Second
+	if grace <= sleep+longest {
+		t.Errorf("terminationGracePeriodSeconds %v, want more than the preStop sleep %v + proxy_read_timeout %v", grace, sleep, longest)
+	}
+}
+
+// longestProxyRead is the longest proxy_read_timeout in conf: the longest
+// an in-flight request keeps nginx from exiting.
+func longestProxyRead(t *testing.T, conf []directive) time.Duration {
+	t.Helper()
 	var longest time.Duration
 	walk(conf, func(d directive) {
 		if d.name == "proxy_read_timeout" {
@@ -467,10 +484,7 @@ func checkNginxShutdown(t *testing.T, p pod, c corev1.Container, conf []directiv
 	if longest == 0 {
 		longest = 60 * time.Second // nginx's default
 	}
-	grace := time.Duration(deref64(p.spec.TerminationGracePeriodSeconds, 30)) * time.Second
-	if grace <= sleep+longest {
-		t.Errorf("terminationGracePeriodSeconds %v, want more than the preStop sleep %v + proxy_read_timeout %v", grace, sleep, longest)
-	}
+	return longest
 }
 
 // TestParseNginx checks the small parser on the constructs the configs use.

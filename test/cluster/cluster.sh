@@ -56,6 +56,8 @@ readonly PAUSE_IMAGE=registry.k8s.io/pause:3.10
 # made here from build.sh's nginx, an older release of the same major version
 # (1.26): the configs run on both, with the same http2 form.
 readonly NGINX_IMAGE=${NGINX_IMAGE:-docker.io/nginxinc/nginx-unprivileged:1.30.7-alpine}
+# The image of the tutorial's kubectl debug recipe, from Debian's busybox.
+readonly BUSYBOX_IMAGE=docker.io/library/busybox:1.37
 # Started in this order, stopped in the reverse one.
 readonly COMPONENTS=(etcd registry kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
 # Paths that containerd 1.6 and the kubelet use whatever they are told.
@@ -459,9 +461,11 @@ nginx_rootfs() {
 }
 
 images_up() {
-	mkdir -p "$S/images"/{pause,coredns,nginx}
+	mkdir -p "$S/images"/{pause,coredns,nginx,busybox}
 	cp /bin/busybox "$S/images/pause/busybox"
 	build_image pause "$PAUSE_IMAGE"
+	cp /bin/busybox "$S/images/busybox/busybox"
+	build_image busybox "$BUSYBOX_IMAGE"
 	cp "$coredns_bin" "$S/images/coredns/coredns"
 	build_image coredns "$COREDNS_IMAGE"
 	nginx_rootfs "$S/images/nginx/rootfs"

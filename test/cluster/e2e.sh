@@ -5,19 +5,31 @@
 # sending logged-in requests to /secure through the frontend during every
 # change. Then it takes the cluster down and checks that the host is as before.
 #
-#   1 deploy      make images, make deploy: every Deployment rolls out, every pod Ready
-#   2 frontend    through the frontend Service over TLS: login, token, /secure
-#   3 pods        the monolith pod via kubectl port-forward; the secure-monolith's
-#                 nginx sidecar, and the NodePort Service once it is labelled
+#   1 deploy      in a copy of the repository, as a learner's clone: make images,
+#                 make set-registry, make certs, make secrets, make deploy
+#                 OVERLAY=local: every Deployment rolls out, every pod Ready;
+#                 make deploy with an image that does not exist says
+#                 ImagePullBackOff and the image within its first 30 s report
+#   2 frontend    through the frontend Service over TLS: login, token, /secure;
+#                 a new certificate (make certs, make deploy) rolls the frontend
+#   3 pods        the monolith pod via kubectl port-forward, and the tutorial's
+#                 kubectl debug recipe under the restricted profile; the
+#                 secure-monolith's nginx sidecar, and the NodePort Service once
+#                 it is labelled
 #   4 probes      readiness off takes a hello pod out of the Service's endpoints;
 #                 liveness off makes the kubelet restart the container
-#   5 rolling     hello 1.0.0 -> 2.0.0 under load, then rollout undo: no failed
-#                 request, both versions seen
+#   5 rolling     hello, then auth 1.0.0 -> 2.0.0 under load (the tutorial's
+#                 patches), then rollout undo: no failed request, both versions seen
 #   6 blue-green  the Service switched blue -> green -> blue under load: no failed
 #   + canary      request; a canary next to the stable track answers about its
 #                 replica share (1 in 4) of new connections to the Service
 #   7 broken      a never-ready release stalls without losing capacity; undo recovers
 #   8 down        cluster down; no process, mount, link, rule or directory left
+#
+# Every kubectl and make command runs in a copy of the repository
+# ($CLUSTER_E2E_DIR/src: the tracked and untracked files, not tls/ or bin/),
+# since make set-registry rewrites kubernetes/. The commands are the
+# tutorial's for GKE and EKS, with OVERLAY=local.
 #
 # The frontend is reached as https://127.0.0.1:<nodePort>: kube-proxy serves
 # NodePorts on the loopback address only (cluster.sh); the canary's share is
@@ -36,11 +48,13 @@ RATE=${RATE:-50}
 readonly NS=ud615 LOGIN=user:password
 readonly CANARY_MIN=10 CANARY_MAX=45 # percent of answers from the 1-in-4 canary
 export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.26.11}
-# The images the manifests name; cluster.sh's registry serves them.
-export CONTAINER_ENGINE=podman PLATFORMS=linux/amd64 REGISTRY=ghcr.io/example/app
+# The learner's registry: a name under ghcr.io, which the cluster's
+# containerd takes from cluster.sh's local registry.
+export CONTAINER_ENGINE=podman PLATFORMS=linux/amd64 REGISTRY=ghcr.io/ud615/app
 eval "$("$here/cluster.sh" env)" # KUBECONFIG and PATH (this cluster's kubectl)
 state=$(dirname "$KUBECONFIG")    # cluster.sh's state directory
-export TLS_DIR=$E/tls
+src=$E/src                        # the learner's clone
+TLS_DIR=$src/tls
 
 log() { echo "e2e: $*" >&2; }
 fail() {
@@ -86,7 +100,7 @@ step() {
 load_start() {
 	local name=$1
 	# timeout bounds it should load_stop never come; it passes SIGINT on.
-	timeout -s INT 600 "$E/rollout" -url "$(frontend_url)/secure" -cacert "$E/tls/ca.pem" \
+	timeout -s INT 600 "$E/rollout" -url "$(frontend_url)/secure" -cacert "$TLS_DIR/ca.pem" \
 		-login "$LOGIN" -rate "$RATE" -duration 0 >"$E/load-$name.log" 2>&1 &
 	echo $! >"$E/load-$name.pid"
 	# Steady state first: the timeline shows the change against it.
@@ -190,28 +204,63 @@ cluster_up() {
 	"$here/cluster.sh" up
 }
 
-# images builds and pushes the images the tutorial's step 2 builds, and
-# the tester and certificates the later steps use.
+# images copies the repository as a learner's clone, builds and pushes
+# the images the tutorial's section 2 builds, and the load tester.
 images() {
 	local v
+	mkdir -p "$src"
+	# As root, git would refuse a checkout owned by someone else.
+	git -c safe.directory='*' -C "$root" ls-files -z --cached --others --exclude-standard |
+		(cd "$root" && tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$src"
+	cd "$src"
 	for v in 1.0.0 2.0.0; do
 		make -s images VERSION=$v
 	done
-	"$here/cluster.sh" push "$REGISTRY"/{auth,hello,monolith}:1.0.0 "$REGISTRY"/hello:2.0.0
+	"$here/cluster.sh" push "$REGISTRY"/{auth,hello,monolith}:1.0.0 "$REGISTRY"/{auth,hello}:2.0.0
 	go build -o "$E/rollout" ./cmd/rollout
-	go run ./cmd/certgen -out "$TLS_DIR"
 }
 
+# deploy runs the tutorial's sections 2 (set-registry), 3 (the namespace),
+# 4 (certificates and secrets) and 10 (make deploy).
 deploy() {
+	cd "$src"
+	if make -s deploy OVERLAY=local >"$E/placeholder.log" 2>&1; then
+		fail "make deploy ran with the placeholder registry"
+	fi
+	grep -q 'make set-registry REGISTRY=' "$E/placeholder.log" || {
+		cat "$E/placeholder.log" >&2
+		fail "make deploy with the placeholder registry did not say to run make set-registry"
+	}
+	make -s set-registry REGISTRY="$REGISTRY"
 	kubectl create namespace "$NS"
 	kubectl config set-context --current --namespace="$NS"
-	make -s deploy VERSION=1.0.0
+	kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted
+	make -s certs
+	make -s secrets
+	make -s deploy OVERLAY=local
 	kubectl wait pods --all --for=condition=Ready --timeout=120s
 	kubectl get deployments,pods -o wide
+	[[ -z $(kubectl get namespace default -o 'jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}') ]] ||
+		fail "namespace default got a Pod Security label"
+
+	# A release whose image does not exist: make deploy says so while it
+	# waits, with the image's name, then gives up (ROLLOUT_TIMEOUT).
+	local file=kubernetes/deployments/hello.yaml missing=$REGISTRY/hello:0.0.0-missing
+	cp "$file" "$E/hello.yaml"
+	sed -i "s|image: $REGISTRY/hello:1.0.0|image: $missing|" "$file"
+	if ROLLOUT_TIMEOUT=40 make -s deploy OVERLAY=local >"$E/diagnosis.log" 2>&1; then
+		fail "make deploy with a missing image succeeded"
+	fi
+	cp "$E/hello.yaml" "$file"
+	cat "$E/diagnosis.log" >&2
+	grep -Eq "(ImagePullBackOff|ErrImagePull).*$missing" "$E/diagnosis.log" ||
+		fail "make deploy did not say ImagePullBackOff and the image $missing"
+	make -s deploy OVERLAY=local
 }
 
 frontend() {
 	local url token code
+	cd "$src"
 	url=$(frontend_url)
 	curl -fsS --cacert "$TLS_DIR/ca.pem" "$url/" >/dev/null
 	code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$TLS_DIR/ca.pem" "$url/secure")
@@ -225,10 +274,28 @@ frontend() {
 	http_port=$(kubectl get service frontend -o 'jsonpath={.spec.ports[?(@.name=="http")].nodePort}')
 	code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http_port/")
 	[[ $code == 308 ]] || fail "GET http:// : $code, want 308"
+
+	# A new certificate, as the tutorial makes one for the load balancer's
+	# address: make deploy rolls the frontend by itself, and only it.
+	local secret hello_rs
+	secret=$(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')
+	hello_rs=$(kubectl get deployment hello -o 'jsonpath={.metadata.generation}')
+	make -s certs FORCE=1 HOSTS=127.0.0.1
+	make -s deploy OVERLAY=local
+	[[ $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}') != "$secret" ]] ||
+		fail "a new certificate kept the frontend's Secret $secret"
+	[[ $(kubectl get deployment hello -o 'jsonpath={.metadata.generation}') == "$hello_rs" ]] ||
+		fail "a new certificate changed deployment hello"
+	curl -fsS --cacert "$TLS_DIR/ca.pem" "$url/" >/dev/null
+	log "new certificate: frontend rolled to $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}'), served with the new CA"
 }
 
 pods() {
 	local token code
+	cd "$src"
+	# The tutorial's section 4 before the pods: tls-certs gets the current
+	# certificate (step 2 made a new one).
+	make -s secrets
 	kubectl create -f kubernetes/pods/monolith.yaml
 	kubectl create -f kubernetes/pods/secure-monolith.yaml
 	kubectl wait pods monolith secure-monolith --for=condition=Ready --timeout=90s
@@ -239,6 +306,16 @@ pods() {
 	token=$(curl -fsS -u "$LOGIN" http://127.0.0.1:10080/login | jq -r .token)
 	curl -fsS -H "Authorization: Bearer $token" http://127.0.0.1:10080/secure && echo
 	kubectl logs monolith -c monolith --tail=2
+
+	# The tutorial's kubectl debug recipe, with a command instead of -it:
+	# busybox's root user must become the pod's under --profile=restricted
+	# (the namespace enforces it), and share the monolith's processes.
+	kubectl debug monolith --image=busybox:1.37 --target=monolith --profile=restricted -c debugger -- sh -c 'id -u; ps'
+	wait_until "the debug container ran" 60 debug_done
+	kubectl logs monolith -c debugger >"$E/debug.log"
+	cat "$E/debug.log" >&2
+	[[ $(head -n 1 "$E/debug.log") == 65532 ]] || fail "the debug container ran as $(head -n 1 "$E/debug.log"), want 65532"
+	grep -q monolith "$E/debug.log" || fail "the debug container does not see the monolith's process"
 
 	# The nginx sidecar: TLS on 8443, proxying to the monolith.
 	port_forward secure-monolith 10443:8443
@@ -253,6 +330,10 @@ pods() {
 	kubectl label pods secure-monolith secure=enabled
 	wait_until "NodePort 31000 answers" 20 curl -fsS --max-time 3 --cacert "$TLS_DIR/ca.pem" https://localhost:31000/
 	kill_port_forwards
+}
+
+debug_done() {
+	[[ -n $(kubectl get pod monolith -o 'jsonpath={.status.ephemeralContainerStatuses[?(@.name=="debugger")].state.terminated}') ]]
 }
 
 # endpoint_ready POD: yes, no or absent, as hello's EndpointSlices say.
@@ -284,6 +365,7 @@ restarted() {
 
 probes() {
 	local pod
+	cd "$src"
 	pod=$(kubectl get pods -l app=hello,track=stable -o 'jsonpath={.items[0].metadata.name}')
 	[[ $(endpoint_ready "$pod") == yes ]] || fail "$pod is not a ready endpoint of hello"
 	port_forward "$pod" 10081:8081
@@ -307,12 +389,24 @@ probes() {
 }
 
 rolling() {
+	cd "$src"
 	load_start rolling-update
 	kubectl patch deployment hello --patch-file kubernetes/patches/hello-2.0.0.yaml
 	kubectl rollout status deployment/hello --timeout=180s
 	load_stop rolling-update 1.0.0 2.0.0
-	kubectl get replicasets -l app=hello
+	kubectl get replicasets -l app=hello -L version
 	kubectl rollout history deployment/hello
+
+	# auth's patch: image and version labels, under the same logged-in load.
+	load_start auth-update
+	kubectl patch deployment auth --patch-file kubernetes/patches/auth-2.0.0.yaml
+	kubectl rollout status deployment/auth --timeout=180s
+	load_stop auth-update
+	kubectl get pods -l app=auth -L version
+	[[ $(kubectl get replicasets -l app=auth,version=2.0.0 -o 'jsonpath={.items[*].status.readyReplicas}') == 2 ]] ||
+		fail "no ReplicaSet of auth with 2 ready pods labelled version=2.0.0"
+	kubectl rollout undo deployment/auth
+	kubectl rollout status deployment/auth --timeout=180s
 
 	load_start rollout-undo
 	kubectl rollout undo deployment/hello
@@ -360,6 +454,7 @@ switch_service() {
 }
 
 bluegreen_canary() {
+	cd "$src"
 	kubectl apply -f kubernetes/deployments/hello-blue.yaml
 	kubectl rollout status deployment/hello-blue --timeout=120s
 	load_start blue-green
@@ -396,6 +491,7 @@ available() {
 
 broken() {
 	local want
+	cd "$src"
 	want=$(kubectl get deployment hello -o 'jsonpath={.spec.replicas}')
 	load_start never-ready
 	kubectl set env deployment/hello FAULT=never-ready
