@@ -18,7 +18,8 @@ func TestRoutes(t *testing.T) {
 		{Method: "HEAD", Path: "/", Want: http.StatusOK},
 		{Method: "GET", Path: "/secure", Want: http.StatusUnauthorized},
 		{Method: "GET", Path: "/version", Want: http.StatusOK},
-		{Method: "GET", Path: "/login", Want: http.StatusNotFound}, // auth's
+		{Method: "GET", Path: "/login", Want: http.StatusNotFound},                 // auth's
+		{Method: "GET", Path: "/.well-known/jwks.json", Want: http.StatusNotFound}, // auth's
 		{Method: "POST", Path: "/", Want: http.StatusMethodNotAllowed},
 	})
 	servicetest.CheckRoutes(t, s.Health, []servicetest.Route{

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -378,5 +379,82 @@ func TestReasonsListsEveryReason(t *testing.T) {
 		if !seen[r] {
 			t.Errorf("Reasons lacks %q", r)
 		}
+	}
+}
+
+// BenchmarkVerify: the cost of verifying one token: Ed25519 seen for the
+// first time (no cache), Ed25519 served from the cache, and HS256 as the
+// service verified it before (no cache).
+func BenchmarkVerify(b *testing.B) {
+	a := newPair(b)
+	hk, err := token.HMACKey(secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	live := opts
+	live.Now = time.Now
+	cached := live
+	cached.CacheSize = 4096
+	for _, bb := range []struct {
+		name string
+		key  token.Key
+		opts token.Options
+	}{
+		{"ed25519-first-sight", a.key, live},
+		{"ed25519-cached", a.key, cached},
+		{"hs256-previous", hk, live},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			i, err := token.NewIssuer(bb.key, live)
+			if err != nil {
+				b.Fatal(err)
+			}
+			signed, _, err := i.Issue("user", "user@example.com")
+			if err != nil {
+				b.Fatal(err)
+			}
+			v := newVerifier(b, bb.opts, bb.key)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Verify(signed); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCacheMemory fills a verifier's cache with distinct tokens, 3×
+// its size, and reports the live heap it holds: bounded by the size.
+func BenchmarkCacheMemory(b *testing.B) {
+	a := newPair(b)
+	o := opts
+	o.Now = time.Now
+	o.CacheSize = 4096
+	i, err := token.NewIssuer(a.key, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := make([]string, 3*o.CacheSize)
+	for n := range tokens {
+		if tokens[n], _, err = i.Issue("user", "user@example.com"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		v := newVerifier(b, o, a.key)
+		for _, t := range tokens {
+			if _, err := v.Verify(t); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB-held")
+		b.ReportMetric(float64(v.CacheLen()), "entries")
+		runtime.KeepAlive(v)
 	}
 }
