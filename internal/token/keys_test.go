@@ -6,12 +6,11 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/pem"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"example.com/app/internal/testbin"
 	"example.com/app/internal/token"
 )
 
@@ -89,41 +88,6 @@ func TestKeyFormats(t *testing.T) {
 	}
 }
 
-// writeKeyFiles writes a's private key and the public set, as a Kubernetes
-// Secret volume does: files in a timestamped directory, reached through a
-// ..data symlink that an update swaps atomically.
-type secretVolume struct {
-	dir string
-	n   int
-}
-
-func (s *secretVolume) write(t *testing.T, files map[string][]byte) {
-	t.Helper()
-	s.n++
-	version := filepath.Join(s.dir, "..v"+itoa(int64(s.n)))
-	if err := os.Mkdir(version, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(version, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		link := filepath.Join(s.dir, name)
-		if _, err := os.Lstat(link); os.IsNotExist(err) {
-			if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	tmp := filepath.Join(s.dir, "..data_tmp")
-	if err := os.Symlink(filepath.Base(version), tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func pemPublic(t *testing.T, keys ...token.Key) []byte {
 	t.Helper()
 	b, err := token.MarshalPublicKeys(keys)
@@ -147,9 +111,9 @@ func pemPrivate(t *testing.T, k token.Key) []byte {
 // signing; then B alone. A bad file in between keeps the keys.
 func TestWatch(t *testing.T) {
 	a, b := newPair(t), newPair(t)
-	vol := &secretVolume{dir: t.TempDir()}
-	vol.write(t, map[string][]byte{"private.pem": pemPrivate(t, a.key), "public.pem": pemPublic(t, a.key)})
-	files := token.KeyFiles{Private: filepath.Join(vol.dir, "private.pem"), Public: filepath.Join(vol.dir, "public.pem")}
+	vol := &testbin.SecretVolume{Dir: t.TempDir()}
+	vol.Write(t, map[string][]byte{"private.pem": pemPrivate(t, a.key), "public.pem": pemPublic(t, a.key)})
+	files := token.KeyFiles{Private: vol.Path("private.pem"), Public: vol.Path("public.pem")}
 	ks, err := files.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -210,12 +174,12 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("Verify(A's token) = %v", err)
 	}
 	// 1. Publish B; A still signs.
-	vol.write(t, map[string][]byte{"private.pem": pemPrivate(t, a.key), "public.pem": pemPublic(t, a.key, b.key)})
+	vol.Write(t, map[string][]byte{"private.pem": pemPrivate(t, a.key), "public.pem": pemPublic(t, a.key, b.key)})
 	if ids := wait("publishing B"); len(ids) != 2 {
 		t.Errorf("keys after publishing B = %v, want A and B", ids)
 	}
 	// 2. B signs; A's tokens keep working.
-	vol.write(t, map[string][]byte{"private.pem": pemPrivate(t, b.key), "public.pem": pemPublic(t, a.key, b.key)})
+	vol.Write(t, map[string][]byte{"private.pem": pemPrivate(t, b.key), "public.pem": pemPublic(t, a.key, b.key)})
 	wait("switching to B")
 	if iss.KeyID() != b.key.ID {
 		t.Errorf("signing key after the switch = %s, want B %s", iss.KeyID(), b.key.ID)
@@ -227,7 +191,7 @@ func TestWatch(t *testing.T) {
 		}
 	}
 	// A broken file: reported, the keys stay.
-	vol.write(t, map[string][]byte{"private.pem": pemPrivate(t, b.key), "public.pem": []byte("not a key")})
+	vol.Write(t, map[string][]byte{"private.pem": pemPrivate(t, b.key), "public.pem": []byte("not a key")})
 	select {
 	case err := <-failed:
 		if !strings.Contains(err.Error(), "JWT_PUBLIC_KEYS_FILE") {
@@ -242,7 +206,7 @@ func TestWatch(t *testing.T) {
 		t.Errorf("Verify(A's token) after a failed reload = %v, want nil: the old keys stay", err)
 	}
 	// 3. Retire A.
-	vol.write(t, map[string][]byte{"private.pem": pemPrivate(t, b.key), "public.pem": pemPublic(t, b.key)})
+	vol.Write(t, map[string][]byte{"private.pem": pemPrivate(t, b.key), "public.pem": pemPublic(t, b.key)})
 	wait("retiring A")
 	if _, err := ver.Verify(oldTok); token.Reason(err) != "unknown_key" {
 		t.Errorf("Verify(A's token) after A was retired = %v, want unknown_key", err)
