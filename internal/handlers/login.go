@@ -45,14 +45,16 @@ type LoginLimits struct {
 // successful logins per client network, then one every 2 seconds (1,800 an
 // hour: a browser or a load test's clients are fine). Each set holds at most
 // 10,000 keys, about 1.5 MB. Password checks run on all CPUs but one (at
-// least one), so that a login flood leaves room for /secure, with up to 16
-// more waiting at most a second; beyond that, 429 with Retry-After.
+// least one), so that a login flood leaves room for /secure, with up to 64
+// more waiting at most a second (a parked request costs no CPU, while an
+// immediate 429 invites a flooder to retry at once); beyond that, 429 with
+// Retry-After.
 func DefaultLoginLimits(trusted []netip.Prefix) *LoginLimits {
 	return &LoginLimits{
 		Networks:       limit.NewKeyed(10, 6*time.Second, 10_000),
 		Pairs:          limit.NewKeyed(5, 12*time.Second, 10_000),
 		Successes:      limit.NewKeyed(30, 2*time.Second, 10_000),
-		Hashing:        limit.NewGate(max(runtime.GOMAXPROCS(0)-1, 1), 16, time.Second),
+		Hashing:        limit.NewGate(max(runtime.GOMAXPROCS(0)-1, 1), 64, time.Second),
 		TrustedProxies: trusted,
 	}
 }
