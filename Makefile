@@ -54,7 +54,7 @@ GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs up edge-e2e set-registry secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
+.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs keys rotate-keys users-file up edge-e2e set-registry secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
 
 help: ## list the targets, and the settings they will use
 	@echo 'Usage: make TARGET [SETTING=value ...]'
@@ -117,6 +117,21 @@ certs: ## write a CA and a localhost certificate into tls/ (FORCE=1 replaces the
 		echo "make certs: HOSTS is empty (is EXTERNAL_IP set?): give the names or addresses the certificate is for"; exit 1; \
 	fi
 	go run ./cmd/certgen -out tls $(if $(FORCE),-force) $(if $(HOSTS),-hosts $(HOSTS))
+
+# Token keys: Ed25519, auth signs with keys/jwt-private.pem, every service
+# accepts keys/jwt-public.pem. `make secrets` uploads them.
+KEYS_DIR ?= keys
+
+keys: ## write the token signing key pair into keys/ (KEYS_DIR; FORCE=1 replaces it, logging everyone out)
+	go run ./cmd/keys gen -dir $(KEYS_DIR) $(if $(FORCE),-force)
+
+rotate-keys: ## one step of a key rotation in keys/: STEP=add, then promote, then retire; make secrets after each
+	@case "$(STEP)" in add|promote|retire) ;; *) echo "usage: make rotate-keys STEP=add|promote|retire (in this order, make secrets and wait after each)"; exit 2;; esac
+	go run ./cmd/keys $(STEP) -dir $(KEYS_DIR)
+	go run ./cmd/keys list -dir $(KEYS_DIR)
+
+users-file: ## write keys/users with one user (NAME, default user) and a random password, printed once
+	go run ./cmd/keys users -out $(KEYS_DIR)/users $(if $(NAME),-name $(NAME)) $(if $(FORCE),-force)
 
 # Built and run, not `go run`: go run exits 1 when Ctrl-C stops its child.
 up: ## run auth and hello behind nginx on https://localhost:8443 (EDGE_PORT); Ctrl-C stops all

@@ -10,13 +10,15 @@ import (
 
 	"example.com/app/internal/config"
 	"example.com/app/internal/service"
+	"example.com/app/internal/service/servicetest"
 )
 
 // BenchmarkLogin: a successful POST /login through the whole auth service.
 // bcrypt's cost dominates, on purpose: it is what makes guessing slow.
 func BenchmarkLogin(b *testing.B) {
+	private, _, _ := servicetest.KeyFiles(b)
 	cfg, err := config.Parse([]string{"auth"}, func(k string) string {
-		return map[string]string{"JWT_SECRET": "bench-key-0123456789abcdef0123456789"}[k]
+		return map[string]string{"JWT_PRIVATE_KEY_FILE": private, "DEMO_USER": "true"}[k]
 	}, io.Discard, config.Login)
 	if err != nil {
 		b.Fatal(err)

@@ -17,6 +17,7 @@ func TestRoutes(t *testing.T) {
 		{Method: "GET", Path: "/login", Want: http.StatusOK},
 		{Method: "POST", Path: "/login", Want: http.StatusOK},
 		{Method: "DELETE", Path: "/login", Want: http.StatusMethodNotAllowed},
+		{Method: "GET", Path: "/.well-known/jwks.json", Want: http.StatusOK},
 		{Method: "GET", Path: "/version", Want: http.StatusOK},
 		{Method: "GET", Path: "/", Want: http.StatusNotFound},       // hello's
 		{Method: "GET", Path: "/secure", Want: http.StatusNotFound}, // hello's

@@ -12,26 +12,28 @@ import (
 	"example.com/app/internal/config"
 	"example.com/app/internal/logging"
 	"example.com/app/internal/service"
+	"example.com/app/internal/service/servicetest"
 	"example.com/app/internal/token"
 )
 
 // The benchmarks compare the whole hello service (request ID, headers,
 // access log, metrics, recover, body limit, router) with bare handlers that
 // do only the work itself, in one run, so that the ratio says what the
-// middleware costs. `make bench` runs them.
+// middleware costs; and hello verifying Ed25519 tokens through its cache
+// with hello as it was, verifying HS256 on every request. `make bench`
+// runs them.
 
 const benchKey = "bench-key-0123456789abcdef0123456789"
 
 type bench struct {
-	full, bareSecure, bareHello http.Handler
-	token                       string
+	full, previous, bareSecure, bareHello http.Handler
+	token, hs256Token                     string
 }
 
-func newBench(b *testing.B) bench {
+// newService builds hello from env, as the binary would.
+func newService(b *testing.B, env map[string]string) *service.App {
 	b.Helper()
-	cfg, err := config.Parse([]string{"hello"}, func(k string) string {
-		return map[string]string{"JWT_SECRET": benchKey}[k]
-	}, io.Discard, 0)
+	cfg, err := config.Parse([]string{"hello"}, func(k string) string { return env[k] }, io.Discard, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,11 +47,33 @@ func newBench(b *testing.B) bench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	signer, err := token.NewSigner([]byte(benchKey), cfg.Token)
+	return app
+}
+
+func newBench(b *testing.B) bench {
+	b.Helper()
+	_, public, key := servicetest.KeyFiles(b)
+	full := newService(b, map[string]string{"JWT_PUBLIC_KEYS_FILE": public})
+	// hello before Ed25519: HS256, verified on every request.
+	previous := newService(b, map[string]string{"JWT_SECRET": benchKey, "TOKEN_CACHE_SIZE": "0"})
+	opts := token.Options{Issuer: "auth.service", Audience: "app", TTL: time.Hour}
+	issue := func(k token.Key) string {
+		i, err := token.NewIssuer(k, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tok, _, err := i.Issue("user", "user@example.com")
+		if err != nil {
+			b.Fatal(err)
+		}
+		return tok
+	}
+	hmacKey, err := token.HMACKey([]byte(benchKey))
 	if err != nil {
 		b.Fatal(err)
 	}
-	tok, _, err := signer.Issue("user", "user@example.com")
+	tok, hsTok := issue(key), issue(hmacKey)
+	verifier, err := token.NewVerifier([]token.Key{hmacKey}, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -58,7 +82,7 @@ func newBench(b *testing.B) bench {
 		User    string `json:"user"`
 	}
 	bareSecure := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		claims, err := signer.Verify(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		claims, err := verifier.Verify(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
 		if err != nil {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
@@ -71,7 +95,7 @@ func newBench(b *testing.B) bench {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"message":"Hello"}` + "\n")) //nolint:errcheck // benchmark
 	})
-	return bench{full: app.API, bareSecure: bareSecure, bareHello: bareHello, token: tok}
+	return bench{full: full.API, previous: previous.API, bareSecure: bareSecure, bareHello: bareHello, token: tok, hs256Token: hsTok}
 }
 
 // discard is a ResponseWriter that keeps nothing, so that the benchmark
@@ -99,7 +123,8 @@ func serveLoop(b *testing.B, h http.Handler, path, authorization string) {
 func BenchmarkSecure(b *testing.B) {
 	bb := newBench(b)
 	b.Run("full", func(b *testing.B) { serveLoop(b, bb.full, "/secure", "Bearer "+bb.token) })
-	b.Run("bare", func(b *testing.B) { serveLoop(b, bb.bareSecure, "/secure", "Bearer "+bb.token) })
+	b.Run("previous-hs256", func(b *testing.B) { serveLoop(b, bb.previous, "/secure", "Bearer "+bb.hs256Token) })
+	b.Run("bare", func(b *testing.B) { serveLoop(b, bb.bareSecure, "/secure", "Bearer "+bb.hs256Token) })
 }
 
 // BenchmarkHello: GET /, in process.
@@ -115,68 +140,93 @@ func BenchmarkHello(b *testing.B) {
 func BenchmarkRatio(b *testing.B) {
 	bb := newBench(b)
 	for _, tt := range []struct {
-		name, path, auth string
-		bare             http.Handler
+		name, path, auth, bareAuth string
+		bare                       http.Handler
 	}{
-		{"secure", "/secure", "Bearer " + bb.token, bb.bareSecure},
-		{"hello", "/", "", bb.bareHello},
+		{"secure", "/secure", "Bearer " + bb.token, "Bearer " + bb.hs256Token, bb.bareSecure},
+		{"hello", "/", "", "", bb.bareHello},
 	} {
 		b.Run(tt.name+"/in-process", func(b *testing.B) {
-			ratio(b, func(h http.Handler) func() {
-				req := httptest.NewRequest(http.MethodGet, tt.path, nil)
-				if tt.auth != "" {
-					req.Header.Set("Authorization", tt.auth)
-				}
-				w := &discard{h: make(http.Header)}
-				return func() { clear(w.h); h.ServeHTTP(w, req) }
-			}, bb.full, tt.bare)
+			ratio(b, "full", inProcess(bb.full, tt.path, tt.auth), "bare", inProcess(tt.bare, tt.path, tt.bareAuth))
 		})
 		b.Run(tt.name+"/http", func(b *testing.B) {
-			ratio(b, func(h http.Handler) func() {
-				srv := httptest.NewServer(h)
-				b.Cleanup(srv.Close)
-				client := srv.Client()
-				req, _ := http.NewRequest(http.MethodGet, srv.URL+tt.path, nil)
-				if tt.auth != "" {
-					req.Header.Set("Authorization", tt.auth)
-				}
-				return func() {
-					resp, err := client.Do(req)
-					if err != nil {
-						b.Fatal(err)
-					}
-					io.Copy(io.Discard, resp.Body) //nolint:errcheck // benchmark
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						b.Fatalf("status %d", resp.StatusCode)
-					}
-				}
-			}, bb.full, tt.bare)
+			ratio(b, "full", overHTTP(b, bb.full, tt.path, tt.auth), "bare", overHTTP(b, tt.bare, tt.path, tt.bareAuth))
 		})
 	}
 }
 
-// ratio times do(full) and do(bare) alternately in batches and reports each
-// one's ns/op and the throughput ratio full/bare.
-func ratio(b *testing.B, prepare func(http.Handler) func(), full, bare http.Handler) {
-	doFull, doBare := prepare(full), prepare(bare)
+// BenchmarkSecureKeys: GET /secure through the whole hello service, verifying
+// an Ed25519 token through the verified-token cache, against hello as it was
+// (HS256, verified on every request), interleaved in one run. The goal:
+// ed25519-cached/hs256-previous throughput ≥ 0.95.
+func BenchmarkSecureKeys(b *testing.B) {
+	bb := newBench(b)
+	b.Run("in-process", func(b *testing.B) {
+		ratio(b, "ed25519-cached", inProcess(bb.full, "/secure", "Bearer "+bb.token),
+			"hs256-previous", inProcess(bb.previous, "/secure", "Bearer "+bb.hs256Token))
+	})
+	b.Run("http", func(b *testing.B) {
+		ratio(b, "ed25519-cached", overHTTP(b, bb.full, "/secure", "Bearer "+bb.token),
+			"hs256-previous", overHTTP(b, bb.previous, "/secure", "Bearer "+bb.hs256Token))
+	})
+}
+
+// inProcess returns a function serving one request to h in process.
+func inProcess(h http.Handler, path, authorization string) func() {
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	w := &discard{h: make(http.Header)}
+	return func() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+}
+
+// overHTTP returns a function sending one request to h over a real
+// loopback connection, failing unless it gets 200.
+func overHTTP(b *testing.B, h http.Handler, path, authorization string) func() {
+	srv := httptest.NewServer(h)
+	b.Cleanup(srv.Close)
+	client := srv.Client()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	return func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body) //nolint:errcheck // benchmark
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}
+
+// ratio times doA and doB alternately in batches and reports each one's
+// ns/op and the throughput ratio a/b.
+func ratio(b *testing.B, nameA string, doA func(), nameB string, doB func()) {
 	const batch = 64
-	var tFull, tBare time.Duration
+	var tA, tB time.Duration
 	n := 0
 	for b.Loop() {
 		start := time.Now()
 		for range batch {
-			doFull()
+			doA()
 		}
 		mid := time.Now()
 		for range batch {
-			doBare()
+			doB()
 		}
-		tBare += time.Since(mid)
-		tFull += mid.Sub(start)
+		tB += time.Since(mid)
+		tA += mid.Sub(start)
 		n += batch
 	}
-	b.ReportMetric(float64(tFull.Nanoseconds())/float64(n), "full-ns/req")
-	b.ReportMetric(float64(tBare.Nanoseconds())/float64(n), "bare-ns/req")
-	b.ReportMetric(tBare.Seconds()/tFull.Seconds(), "full/bare-throughput")
+	b.ReportMetric(float64(tA.Nanoseconds())/float64(n), nameA+"-ns/req")
+	b.ReportMetric(float64(tB.Nanoseconds())/float64(n), nameB+"-ns/req")
+	b.ReportMetric(tB.Seconds()/tA.Seconds(), nameA+"/"+nameB+"-throughput")
 }

@@ -13,7 +13,7 @@ import (
 func newAPI(d service.Deps) *mux.Router {
 	r := mux.NewRouter()
 	r.Handle("/", handlers.Hello()).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/secure", handlers.RequireToken(d.Signer, d.Metrics, handlers.Hello())).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/secure", handlers.RequireToken(d.Verifier, d.Metrics, handlers.Hello())).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/version", handlers.Version(d.Build)).Methods(http.MethodGet, http.MethodHead)
 	return r
 }

@@ -19,6 +19,7 @@ func TestRoutes(t *testing.T) {
 		{Method: "GET", Path: "/login", Want: http.StatusOK},
 		{Method: "POST", Path: "/login", Want: http.StatusOK},
 		{Method: "GET", Path: "/secure", Want: http.StatusUnauthorized},
+		{Method: "GET", Path: "/.well-known/jwks.json", Want: http.StatusOK},
 		{Method: "GET", Path: "/version", Want: http.StatusOK},
 		{Method: "PUT", Path: "/version", Want: http.StatusMethodNotAllowed},
 		{Method: "GET", Path: "/healthz", Want: http.StatusNotFound}, // ops port only

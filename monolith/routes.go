@@ -14,8 +14,9 @@ import (
 func newAPI(d service.Deps) *mux.Router {
 	r := mux.NewRouter()
 	r.Handle("/", handlers.Hello()).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/login", handlers.Login(d.Logger, d.Users, d.Signer, d.LoginLimits, d.Metrics)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle("/secure", handlers.RequireToken(d.Signer, d.Metrics, handlers.Hello())).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/login", handlers.Login(d.Logger, d.Users, d.Issuer, d.LoginLimits, d.Metrics)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/secure", handlers.RequireToken(d.Verifier, d.Metrics, handlers.Hello())).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/.well-known/jwks.json", handlers.JWKS(d.Verifier)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/version", handlers.Version(d.Build)).Methods(http.MethodGet, http.MethodHead)
 	return r
 }

@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// arguments are visible to every user in ps.
 	key := make([]byte, 32)
 	rand.Read(key) //nolint:errcheck // crypto/rand.Read never fails (Go 1.24)
-	env := []string{"JWT_SECRET=" + hex.EncodeToString(key), "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s", "LOG_FORMAT=json"}
+	env := []string{"JWT_SECRET=" + hex.EncodeToString(key), "DEMO_USER=true", "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s", "LOG_FORMAT=json"}
 	var services []*service
 	defer func() { // after nginx has stopped: see the defer below
 		for _, s := range services {

@@ -94,7 +94,7 @@ func buildBinaries(dir string) (map[string]string, error) {
 
 // serviceEnv is a service's whole environment.
 func serviceEnv(extra ...string) []string {
-	return append([]string{"JWT_SECRET=" + secret, "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}, extra...)
+	return append([]string{"JWT_SECRET=" + secret, "DEMO_USER=true", "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}, extra...)
 }
 
 // startService runs one of binaries' binaries until the test ends and waits

@@ -1,14 +1,13 @@
 // Package config reads a service's settings from flags, with environment
 // variables as their defaults, and checks them before anything starts.
 //
-// Every flag has an environment equivalent and the flag wins. The one
-// exception is the signing key: it comes from JWT_SECRET or from a file named
-// by JWT_SECRET_FILE, never from an argument, which any user on the machine
-// can read in the process list.
+// Every flag has an environment equivalent and the flag wins. Keys come from
+// files (JWT_PRIVATE_KEY_FILE, JWT_PUBLIC_KEYS_FILE), or for HS256 from
+// JWT_SECRET or a file named by JWT_SECRET_FILE, never from an argument,
+// which any user on the machine can read in the process list.
 package config
 
 import (
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,7 +30,8 @@ var ErrInvalid = errors.New("invalid configuration")
 type Needs int
 
 const (
-	// Login: the service issues tokens, so it reads USERS_FILE and TOKEN_TTL.
+	// Login: the service issues tokens, so it reads USERS_FILE, TOKEN_TTL,
+	// DEMO_USER and its private key.
 	Login Needs = 1 << iota
 	// DevMode: the service accepts -dev.
 	DevMode
@@ -43,10 +43,14 @@ type Config struct {
 	HealthAddr string // the ops port's listen address: probes and /metrics
 	Dev        bool   // dev mode: a random key if none is set, no drain
 
-	Secret          []byte // the HS256 key; see SecretGenerated
-	SecretGenerated bool   // dev mode made up Secret
-	UsersFile       string // empty: the demo user
-	Token           token.Options
+	Keys          token.Keys     // the keys read at start, or made up in dev mode
+	KeyFiles      token.KeyFiles // where Keys were read from: re-read every KeysReload
+	KeysGenerated bool           // dev mode made up Keys
+	HS256         bool           // Keys are a shared secret (JWT_SECRET), not Ed25519
+	KeysReload    time.Duration
+	UsersFile     string // empty: the demo user if DemoUser (or Dev), else an error
+	DemoUser      bool
+	Token         token.Options
 
 	LogLevel  string
 	LogFormat string
@@ -68,12 +72,18 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer, needs Ne
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.HTTPAddr, "http", env.str("HTTP_ADDR", ":8080"), "`address` of the app API (env HTTP_ADDR)")
 	fs.StringVar(&c.HealthAddr, "health", env.str("HEALTH_ADDR", ":8081"), "`address` of the probes and /metrics (env HEALTH_ADDR)")
-	secretFile := fs.String("jwt-secret-file", env.str("JWT_SECRET_FILE", ""), "`file` holding the HS256 signing key, at least 32 bytes (env JWT_SECRET_FILE; or set the key itself in JWT_SECRET)")
+	var privateFile string
+	publicFile := fs.String("jwt-public-keys-file", env.str("JWT_PUBLIC_KEYS_FILE", ""), "`file` of Ed25519 public keys whose tokens are accepted: PEM \"PUBLIC KEY\" blocks or a JWK Set; re-read when it changes (env JWT_PUBLIC_KEYS_FILE)")
+	secretFile := fs.String("jwt-secret-file", env.str("JWT_SECRET_FILE", ""), "`file` holding an HS256 shared key of at least 32 bytes, instead of Ed25519 keys: every service holding it can mint tokens, so only for first steps (env JWT_SECRET_FILE; or set the key itself in JWT_SECRET)")
+	fs.DurationVar(&c.KeysReload, "keys-reload-interval", env.duration("KEYS_RELOAD_INTERVAL", 5*time.Second), "how often the key files are checked for changes (env KEYS_RELOAD_INTERVAL)")
+	fs.IntVar(&c.Token.CacheSize, "token-cache-size", env.integer("TOKEN_CACHE_SIZE", 4096), "how many verified tokens are remembered, so each is verified once; 0 turns the cache off (env TOKEN_CACHE_SIZE)")
 	if needs&DevMode != 0 {
-		fs.BoolVar(&c.Dev, "dev", env.boolean("DEV_MODE"), "dev mode: make up a signing key if none is set, and no shutdown drain (env DEV_MODE)")
+		fs.BoolVar(&c.Dev, "dev", env.boolean("DEV_MODE"), "dev mode: make up a signing key if none is set, allow the demo user, and no shutdown drain (env DEV_MODE)")
 	}
 	if needs&Login != 0 {
-		fs.StringVar(&c.UsersFile, "users-file", env.str("USERS_FILE", ""), "`file` of name:bcrypt-hash[:email] lines; without it the demo user user/password exists (env USERS_FILE)")
+		fs.StringVar(&privateFile, "jwt-private-key-file", env.str("JWT_PRIVATE_KEY_FILE", ""), "`file` holding the Ed25519 private key tokens are signed with, PKCS#8 PEM; re-read when it changes (env JWT_PRIVATE_KEY_FILE)")
+		fs.StringVar(&c.UsersFile, "users-file", env.str("USERS_FILE", ""), "`file` of name:bcrypt-hash[:email] lines (env USERS_FILE)")
+		fs.BoolVar(&c.DemoUser, "demo-user", env.boolean("DEMO_USER"), "without USERS_FILE, let the course's demo user user/password log in (env DEMO_USER)")
 		fs.DurationVar(&c.Token.TTL, "token-ttl", env.duration("TOKEN_TTL", time.Hour), "how long issued tokens are valid (env TOKEN_TTL)")
 	}
 	fs.StringVar(&c.Token.Issuer, "token-issuer", env.str("TOKEN_ISSUER", "auth.service"), "the tokens' iss claim (env TOKEN_ISSUER)")
@@ -99,7 +109,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer, needs Ne
 	}
 
 	var err error
-	if c.Secret, c.SecretGenerated, err = readSecret(getenv("JWT_SECRET"), *secretFile, c.Dev); err != nil {
+	if err = c.readKeys(needs, getenv, privateFile, *publicFile, *secretFile); err != nil {
 		return nil, err
 	}
 	c.ShutdownDrain = *drain
@@ -119,6 +129,18 @@ func (c *Config) check(needs Needs) error {
 	var problems []string
 	if needs&Login != 0 && c.Token.TTL <= 0 {
 		problems = append(problems, fmt.Sprintf("TOKEN_TTL is %v, want more than 0", c.Token.TTL))
+	}
+	if needs&Login != 0 && c.UsersFile == "" && !c.DemoUser && !c.Dev {
+		problems = append(problems, "USERS_FILE is not set: name a file of name:bcrypt-hash[:email] lines (go run ./cmd/keys users makes one), or set DEMO_USER=true to let the course's demo user user/password log in")
+	}
+	if needs&Login != 0 && c.UsersFile != "" && c.DemoUser {
+		problems = append(problems, "both USERS_FILE and DEMO_USER are set; set one")
+	}
+	if c.KeysReload <= 0 {
+		problems = append(problems, fmt.Sprintf("KEYS_RELOAD_INTERVAL is %v, want more than 0", c.KeysReload))
+	}
+	if c.Token.CacheSize < 0 {
+		problems = append(problems, fmt.Sprintf("TOKEN_CACHE_SIZE is %d, want 0 or more", c.Token.CacheSize))
 	}
 	if c.Token.Issuer == "" {
 		problems = append(problems, "TOKEN_ISSUER is empty")
@@ -146,33 +168,87 @@ func (c *Config) check(needs Needs) error {
 	return nil
 }
 
-// readSecret returns the signing key from JWT_SECRET or the file named by
-// JWT_SECRET_FILE. In dev mode with neither, it makes one up.
-func readSecret(value, file string, dev bool) (key []byte, generated bool, err error) {
+// readKeys reads the keys: Ed25519 from JWT_PRIVATE_KEY_FILE (services that
+// log users in) and JWT_PUBLIC_KEYS_FILE, or an HS256 secret from JWT_SECRET
+// or JWT_SECRET_FILE, asked for explicitly. In dev mode with none, it makes
+// up an Ed25519 key.
+func (c *Config) readKeys(needs Needs, getenv func(string) string, privateFile, publicFile, secretFile string) error {
+	signs := needs&Login != 0
+	secret, secretFromFile := getenv("JWT_SECRET"), secretFile
+	hs256 := secret != "" || secretFromFile != ""
+	if !signs && getenv("JWT_PRIVATE_KEY_FILE") != "" {
+		return fmt.Errorf("%w: JWT_PRIVATE_KEY_FILE is set, but this service only verifies tokens: give it the public keys only (JWT_PUBLIC_KEYS_FILE)", ErrInvalid)
+	}
+	switch {
+	case hs256 && (privateFile != "" || publicFile != ""):
+		return fmt.Errorf("%w: both an HS256 secret (JWT_SECRET or JWT_SECRET_FILE) and Ed25519 key files (JWT_PRIVATE_KEY_FILE, JWT_PUBLIC_KEYS_FILE) are set; set one kind", ErrInvalid)
+	case hs256:
+		b, err := readSecret(secret, secretFromFile)
+		if err != nil {
+			return err
+		}
+		k, err := token.HMACKey(b)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		c.HS256 = true
+		c.Keys.Accept = []token.Key{k}
+		if signs {
+			c.Keys.Signing = &k
+		}
+		return nil
+	case signs && privateFile == "" && !c.Dev:
+		return fmt.Errorf("%w: JWT_PRIVATE_KEY_FILE is not set: name the Ed25519 private key (PKCS#8 PEM) tokens are signed with (go run ./cmd/keys gen makes one), or set JWT_SECRET_FILE for HS256", ErrInvalid)
+	case !signs && publicFile == "":
+		return fmt.Errorf("%w: JWT_PUBLIC_KEYS_FILE is not set: name the file of Ed25519 public keys (PEM or a JWK Set) whose tokens are accepted, or set JWT_SECRET_FILE for HS256", ErrInvalid)
+	case signs && privateFile == "": // dev mode
+		k, err := token.GenerateEd25519()
+		if err != nil {
+			return err
+		}
+		c.Keys = token.Keys{Signing: &k, Accept: []token.Key{k.Public()}}
+		c.KeysGenerated = true
+		if publicFile == "" {
+			return nil
+		}
+		more, err := token.KeyFiles{Public: publicFile}.Load()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		c.Keys.Accept = append(c.Keys.Accept, more.Accept...)
+		return nil
+	}
+	c.KeyFiles = token.KeyFiles{Private: privateFile, Public: publicFile}
+	var err error
+	if c.Keys, err = c.KeyFiles.Load(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// readSecret returns the HS256 key from JWT_SECRET or the file named by
+// JWT_SECRET_FILE.
+func readSecret(value, file string) (key []byte, err error) {
 	switch {
 	case value != "" && file != "":
-		return nil, false, fmt.Errorf("%w: both JWT_SECRET and JWT_SECRET_FILE are set; set one", ErrInvalid)
+		return nil, fmt.Errorf("%w: both JWT_SECRET and JWT_SECRET_FILE are set; set one", ErrInvalid)
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return nil, false, fmt.Errorf("%w: JWT_SECRET_FILE: %w", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: JWT_SECRET_FILE: %w", ErrInvalid, err)
 		}
 		// Editors and `echo` add a newline; Kubernetes Secrets made with
 		// --from-literal do not. Either way the key is the line.
 		key = []byte(strings.TrimRight(string(b), "\r\n"))
 		if len(key) < token.MinKeySize {
-			return nil, false, fmt.Errorf("%w: JWT_SECRET_FILE %s holds %d bytes, want at least %d (make one with: head -c 32 /dev/urandom | base64)", ErrInvalid, file, len(key), token.MinKeySize)
+			return nil, fmt.Errorf("%w: JWT_SECRET_FILE %s holds %d bytes, want at least %d (make one with: head -c 32 /dev/urandom | base64)", ErrInvalid, file, len(key), token.MinKeySize)
 		}
-		return key, false, nil
-	case value != "":
-		if len(value) < token.MinKeySize {
-			return nil, false, fmt.Errorf("%w: JWT_SECRET is %d bytes, want at least %d (make one with: head -c 32 /dev/urandom | base64)", ErrInvalid, len(value), token.MinKeySize)
-		}
-		return []byte(value), false, nil
-	case dev:
-		return []byte(rand.Text() + rand.Text()), true, nil // 52 base32 characters, 260 random bits
+		return key, nil
 	default:
-		return nil, false, fmt.Errorf("%w: JWT_SECRET is not set: set it to a random key of at least %d bytes (head -c 32 /dev/urandom | base64), or name a file holding one in JWT_SECRET_FILE", ErrInvalid, token.MinKeySize)
+		if len(value) < token.MinKeySize {
+			return nil, fmt.Errorf("%w: JWT_SECRET is %d bytes, want at least %d (make one with: head -c 32 /dev/urandom | base64)", ErrInvalid, len(value), token.MinKeySize)
+		}
+		return []byte(value), nil
 	}
 }
 
@@ -222,6 +298,19 @@ func (e *envReader) duration(key string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+func (e *envReader) integer(key string, def int) int {
+	v := e.getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e.fail(fmt.Errorf("%w: %s=%q is not a whole number", ErrInvalid, key, v))
+		return def
+	}
+	return n
 }
 
 func (e *envReader) boolean(key string) bool {

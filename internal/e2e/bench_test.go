@@ -21,7 +21,7 @@ func BenchmarkStartToReady(b *testing.B) {
 			var rss, anon float64
 			n := 0
 			for b.Loop() {
-				p := testbin.Start(b, bins[name], env())
+				p := testbin.Start(b, bins[name], envFor(name))
 				total += p.WaitReady(b)
 				b.StopTimer()
 				time.Sleep(500 * time.Millisecond) // idle

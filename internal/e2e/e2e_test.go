@@ -19,11 +19,17 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"example.com/app/internal/testbin"
+	"example.com/app/internal/token"
 )
 
-const secret = "e2e-secret-0123456789abcdef0123456789" // 37 bytes
+const secret = "e2e-secret-0123456789abcdef0123456789" // 37 bytes, for HS256
 
 var bins map[string]string
+
+// The Ed25519 key pair the services share: auth and the monolith sign with
+// privateKey, everyone accepts publicKeys. privatePEM must never be logged.
+var privateKey, publicKeys string
+var privatePEM []byte
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -42,14 +48,48 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	if err := writeKeys(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// env returns a process environment: the shared key, quick shutdowns, and extra.
+func writeKeys(dir string) error {
+	k, err := token.GenerateEd25519()
+	if err != nil {
+		return err
+	}
+	if privatePEM, err = token.MarshalPrivateKey(k); err != nil {
+		return err
+	}
+	pub, err := token.MarshalPublicKeys([]token.Key{k})
+	if err != nil {
+		return err
+	}
+	privateKey, publicKeys = filepath.Join(dir, "jwt-private.pem"), filepath.Join(dir, "jwt-public.pem")
+	if err := os.WriteFile(privateKey, privatePEM, 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(publicKeys, pub, 0o600)
+}
+
+// env returns a verifier's process environment: the shared public keys,
+// quick shutdowns, and extra.
 func env(extra ...string) []string {
-	return append([]string{"JWT_SECRET=" + secret, "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}, extra...)
+	return append([]string{"JWT_PUBLIC_KEYS_FILE=" + publicKeys, "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}, extra...)
+}
+
+// envFor returns name's process environment: env's, and for the services
+// that log users in the private key and the demo user.
+func envFor(name string, extra ...string) []string {
+	if name == "hello" {
+		return env(extra...)
+	}
+	return env(append([]string{"JWT_PRIVATE_KEY_FILE=" + privateKey, "DEMO_USER=true"}, extra...)...)
 }
 
 func start(t *testing.T, name string, environ []string, args ...string) *testbin.Process {
@@ -114,7 +154,7 @@ func login(t *testing.T, addr string) string {
 
 // TestSplitServices: log in at auth, call hello's /secure with the token.
 func TestSplitServices(t *testing.T) {
-	auth := start(t, "auth", env())
+	auth := start(t, "auth", envFor("auth"))
 	hello := start(t, "hello", env())
 
 	tok := login(t, auth.HTTP)
@@ -155,7 +195,8 @@ func TestSplitServices(t *testing.T) {
 			t.Errorf("%s logs lack the /version request line with its request ID:\n%s", name, logs)
 		}
 		// (The demo user's public password is in a warning, so a wrong one is looked for.)
-		for _, s := range []string{secret, tok, "wrong-guess-x1", "Basic "} {
+		pemBody := strings.Split(string(privatePEM), "\n")[1]
+		for _, s := range []string{pemBody, tok, "wrong-guess-x1", "Basic "} {
 			if strings.Contains(logs, s) {
 				t.Errorf("%s logs contain %.12q…, a secret", name, s)
 			}
@@ -172,10 +213,10 @@ func TestMonolith(t *testing.T) {
 	if a := call(t, http.MethodGet, "http://"+m.HTTP+"/", nil); a.code != http.StatusOK || a.body["message"] != "Hello" {
 		t.Errorf("monolith GET / = %d %v, want 200 Hello", a.code, a.body)
 	}
-	if len(m.LogEntries("dev mode: JWT_SECRET is not set, so a random signing key was generated; tokens will not survive a restart")) != 1 {
+	if len(m.LogEntries("dev mode: no signing key is set, so an Ed25519 key pair was generated; tokens will not survive a restart")) != 1 {
 		t.Errorf("monolith -dev did not log that it generated a key:\n%s", m.Logs())
 	}
-	if len(m.LogEntries(`USERS_FILE is not set: the demo user "user" with password "password" can log in`)) != 1 {
+	if len(m.LogEntries(`DEMO_USER: the demo user "user" with password "password" can log in; set USERS_FILE instead anywhere but the course`)) != 1 {
 		t.Errorf("monolith without USERS_FILE did not warn about the demo user:\n%s", m.Logs())
 	}
 	m.Signal(t, syscall.SIGINT)
@@ -193,7 +234,7 @@ func TestUsersFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte("# the team\nalice:"+string(hash)+":alice@example.com\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	auth := start(t, "auth", env("USERS_FILE="+file))
+	auth := start(t, "auth", env("JWT_PRIVATE_KEY_FILE="+privateKey, "USERS_FILE="+file))
 	if a := call(t, http.MethodGet, "http://"+auth.HTTP+"/login", basic("alice", "s3cret")); a.code != http.StatusOK {
 		t.Errorf("login as alice from USERS_FILE = %d %v, want 200", a.code, a.body)
 	}
@@ -240,7 +281,7 @@ func TestProbeToggles(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	auth := start(t, "auth", env())
+	auth := start(t, "auth", envFor("auth"))
 	hello := start(t, "hello", env())
 	tok := login(t, auth.HTTP)
 	call(t, http.MethodGet, "http://"+auth.HTTP+"/login", basic("user", "nope"))
@@ -286,7 +327,7 @@ func TestMetrics(t *testing.T) {
 // turns 503 at once, requests are served through the drain, the slow one
 // completes, and the process exits 0.
 func TestGracefulShutdown(t *testing.T) {
-	hello := start(t, "hello", []string{"JWT_SECRET=" + secret, "SHUTDOWN_DRAIN=1s", "SHUTDOWN_TIMEOUT=10s", "FAULT=latency=1500ms"})
+	hello := start(t, "hello", []string{"JWT_PUBLIC_KEYS_FILE=" + publicKeys, "SHUTDOWN_DRAIN=1s", "SHUTDOWN_TIMEOUT=10s", "FAULT=latency=1500ms"})
 	type result struct {
 		code int
 		err  error
@@ -361,11 +402,14 @@ func TestStartupErrors(t *testing.T) {
 		code      int
 		want      string
 	}{
-		{"auth without JWT_SECRET", "auth", nil, nil, 2, "JWT_SECRET is not set"},
-		{"hello without JWT_SECRET", "hello", nil, nil, 2, "JWT_SECRET is not set"},
-		{"monolith without JWT_SECRET or -dev", "monolith", nil, nil, 2, "JWT_SECRET is not set"},
+		{"auth without keys", "auth", []string{"DEMO_USER=true"}, nil, 2, "JWT_PRIVATE_KEY_FILE is not set"},
+		{"hello without keys", "hello", nil, nil, 2, "JWT_PUBLIC_KEYS_FILE is not set"},
+		{"monolith without keys or -dev", "monolith", []string{"DEMO_USER=true"}, nil, 2, "JWT_PRIVATE_KEY_FILE is not set"},
+		{"hello given a private key", "hello", env("JWT_PRIVATE_KEY_FILE=" + privateKey), nil, 2, "JWT_PRIVATE_KEY_FILE is set, but this service only verifies tokens"},
+		{"auth without users", "auth", env("JWT_PRIVATE_KEY_FILE=" + privateKey), nil, 2, "USERS_FILE is not set"},
+		{"monolith without users", "monolith", env("JWT_PRIVATE_KEY_FILE=" + privateKey), nil, 2, "DEMO_USER=true"},
 		{"short JWT_SECRET", "hello", []string{"JWT_SECRET=short"}, nil, 2, "JWT_SECRET is 5 bytes, want at least 32"},
-		{"bad users file", "auth", env("USERS_FILE=" + badUsers), nil, 2, badUsers + ": line 2"},
+		{"bad users file", "auth", env("JWT_PRIVATE_KEY_FILE="+privateKey, "USERS_FILE="+badUsers), nil, 2, badUsers + ": line 2"},
 		{"bad flag", "hello", env(), []string{"-bogus"}, 2, "flag provided but not defined: -bogus"},
 		{"bad duration", "hello", env("SHUTDOWN_TIMEOUT=soon"), nil, 2, `SHUTDOWN_TIMEOUT="soon" is not a duration`},
 		{"crash on start", "hello", env("FAULT=crash-on-start"), nil, 1, "crashing on start, as FAULT=crash-on-start asks"},

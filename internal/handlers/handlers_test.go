@@ -1,10 +1,15 @@
 package handlers_test
 
 import (
+	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,13 +27,32 @@ import (
 	"example.com/app/internal/user"
 )
 
-var key = []byte("0123456789abcdef0123456789abcdef")
+var hmacSecret = []byte("0123456789abcdef0123456789abcdef")
+
+// signingKey is the fixture's Ed25519 key, as a token.Key and as the raw
+// private key a test forges with.
+var signingKey, signingPriv = func() (token.Key, ed25519.PrivateKey) {
+	k, err := token.GenerateEd25519()
+	if err != nil {
+		panic(err)
+	}
+	b, err := token.MarshalPrivateKey(k)
+	if err != nil {
+		panic(err)
+	}
+	block, _ := pem.Decode(b)
+	priv, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		panic(err)
+	}
+	return k, priv.(ed25519.PrivateKey)
+}()
 
 type fixture struct {
-	api     http.Handler
-	signer  *token.Signer
-	metrics *metrics.Metrics
-	limits  *handlers.LoginLimits
+	api      http.Handler
+	verifier *token.Verifier
+	metrics  *metrics.Metrics
+	limits   *handlers.LoginLimits
 }
 
 // users has the demo user, user/password, hashed at bcrypt's lowest cost so
@@ -48,7 +72,12 @@ var users = func() *user.Store {
 // newAPI builds the monolith's routes from the handlers, as the binaries do.
 func newAPI(t *testing.T) fixture {
 	t.Helper()
-	signer, err := token.NewSigner(key, token.Options{Issuer: "auth.service", Audience: "app", TTL: time.Hour})
+	opts := token.Options{Issuer: "auth.service", Audience: "app", TTL: time.Hour, CacheSize: 100}
+	issuer, err := token.NewIssuer(signingKey, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := token.NewVerifier([]token.Key{signingKey.Public()}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,16 +85,17 @@ func newAPI(t *testing.T) fixture {
 	limits := handlers.DefaultLoginLimits([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
 	// The same limits as the default, but with no refill during the test:
 	// bcrypt under -race is slow enough for a 6-second refill to matter.
-	limits.Clients = limit.NewKeyed(10, time.Hour, 10_000)
-	limits.Users = limit.NewKeyed(5, time.Hour, 10_000)
+	limits.Networks = limit.NewKeyed(10, time.Hour, 10_000)
+	limits.Pairs = limit.NewKeyed(5, time.Hour, 10_000)
 	r := mux.NewRouter()
 	r.Handle("/", handlers.Hello()).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/login", handlers.Login(zap.NewNop(), users, signer, limits, m)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle("/secure", handlers.RequireToken(signer, m, handlers.Hello())).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/login", handlers.Login(zap.NewNop(), users, issuer, limits, m)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/secure", handlers.RequireToken(verifier, m, handlers.Hello())).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/.well-known/jwks.json", handlers.JWKS(verifier)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/version", handlers.Version(handlers.Build{Service: "test", Version: "1.0.0", Commit: "abc"})).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = handlers.NotFound()
 	r.MethodNotAllowedHandler = handlers.MethodNotAllowed(r)
-	return fixture{api: r, signer: signer, metrics: m, limits: limits}
+	return fixture{api: r, verifier: verifier, metrics: m, limits: limits}
 }
 
 func serve(h http.Handler, req *http.Request) *httptest.ResponseRecorder {
@@ -210,22 +240,22 @@ func TestLoginRateLimits(t *testing.T) {
 	attempt := func(user, password, peer, realIP string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodPost, "/login", nil)
 		req.SetBasicAuth(user, password)
-		req.RemoteAddr = peer + ":1234"
+		req.RemoteAddr = net.JoinHostPort(peer, "1234")
 		if realIP != "" {
 			req.Header.Set("X-Real-IP", realIP)
 		}
 		return serve(f.api, req)
 	}
-	// Per user name: 5 failures from five addresses, then the name is locked,
-	// even with the right password (or guessing could go on).
+	// Per user name and client network: 5 failures, then that network may
+	// not try that name, even with the right password (or guessing could go on).
 	for i := range 5 {
-		if rec := attempt("user", "wrong", "192.0.2."+string(rune('1'+i)), ""); rec.Code != http.StatusUnauthorized {
+		if rec := attempt("user", "wrong", "192.0.2.1", ""); rec.Code != http.StatusUnauthorized {
 			t.Fatalf("failed login %d = %d, want 401", i+1, rec.Code)
 		}
 	}
-	rec := attempt("user", "password", "192.0.2.99", "")
+	rec := attempt("user", "password", "192.0.2.1", "")
 	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
-		t.Errorf("login after 5 failures for one user = %d (Retry-After %q), want 429 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+		t.Errorf("login after 5 failures for one user from one address = %d (Retry-After %q), want 429 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
 	}
 
 	// Per client: behind a trusted proxy (10.0.0.0/8 here) X-Real-IP is the
@@ -248,8 +278,129 @@ func TestLoginRateLimits(t *testing.T) {
 	if rec := attempt("spoofz", "x", "203.0.113.5", "198.51.100.200"); rec.Code != http.StatusTooManyRequests {
 		t.Errorf("untrusted peer with a fresh X-Real-IP after 10 failures = %d, want 429", rec.Code)
 	}
-	if got := testutil.ToFloat64(f.metrics.LoginCounter(metrics.LoginRateLimited)); got < 3 {
-		t.Errorf("login_attempts_total{outcome=rate_limited} = %v, want at least 3", got)
+	// IPv6: one /64 is one client, directly and behind the proxy.
+	for _, tt := range []struct{ peer, realIP, next, other string }{
+		{"2001:db8:1:1::1", "", "2001:db8:1:1::ffff", "2001:db8:1:2::1"},
+		{"10.1.1.1", "2001:db8:2:1::1", "2001:db8:2:1:abcd::1", "2001:db8:2:2::1"},
+	} {
+		from := func(i int) (string, string) {
+			if tt.realIP != "" {
+				return tt.peer, strings.Replace(tt.realIP, "::1", "::"+strconv.Itoa(i+1), 1)
+			}
+			return strings.Replace(tt.peer, "::1", "::"+strconv.Itoa(i+1), 1), ""
+		}
+		for i := range 10 {
+			peer, realIP := from(i)
+			attempt("v6guess"+strconv.Itoa(i), "x", peer, realIP)
+		}
+		peer, realIP := tt.peer, ""
+		if tt.realIP != "" {
+			realIP = tt.next
+		} else {
+			peer = tt.next
+		}
+		if rec := attempt("v6other", "x", peer, realIP); rec.Code != http.StatusTooManyRequests {
+			t.Errorf("failure from %s%s after 10 from its /64 = %d, want 429", peer, realIP, rec.Code)
+		}
+		peer, realIP = tt.peer, ""
+		if tt.realIP != "" {
+			realIP = tt.other
+		} else {
+			peer = tt.other
+		}
+		if rec := attempt("v6other", "x", peer, realIP); rec.Code != http.StatusUnauthorized {
+			t.Errorf("failure from %s%s, another /64 = %d, want 401", peer, realIP, rec.Code)
+		}
+	}
+	if got := testutil.ToFloat64(f.metrics.LoginCounter(metrics.LoginRateLimited)); got < 5 {
+		t.Errorf("login_attempts_total{outcome=rate_limited} = %v, want at least 5", got)
+	}
+}
+
+// TestLoginNoLockout: an attacker failing 100 times for a user cannot keep
+// the user, from another address, from logging in.
+func TestLoginNoLockout(t *testing.T) {
+	f := newAPI(t)
+	codes := map[int]int{}
+	for range 100 {
+		req := httptest.NewRequest(http.MethodPost, "/login", nil)
+		req.SetBasicAuth("user", "guess")
+		req.RemoteAddr = "203.0.113.66:4000"
+		codes[serve(f.api, req).Code]++
+	}
+	if codes[http.StatusUnauthorized] != 5 || codes[http.StatusTooManyRequests] != 95 {
+		t.Errorf("100 failures for user from one address: %v, want 5×401 then 95×429", codes)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/login", nil)
+	req.SetBasicAuth("user", "password")
+	req.RemoteAddr = "198.51.100.20:5000"
+	if rec := serve(f.api, req); rec.Code != http.StatusOK {
+		t.Errorf("the real user from another address during the attack = %d %s, want 200 at once", rec.Code, rec.Body)
+	}
+}
+
+func TestLoginLongName(t *testing.T) {
+	f := newAPI(t)
+	for _, n := range []int{handlers.MaxNameSize + 1, 5 << 10} {
+		req := httptest.NewRequest(http.MethodPost, "/login", nil)
+		req.SetBasicAuth(strings.Repeat("n", n), "password")
+		rec := serve(f.api, req)
+		var body struct{ Error string }
+		decode(t, rec, &body)
+		if rec.Code != http.StatusBadRequest || body.Error == "" {
+			t.Errorf("POST /login with a %d-byte name = %d %s, want 400 with a JSON error", n, rec.Code, rec.Body)
+		}
+	}
+	if n := f.limits.Networks.Len() + f.limits.Pairs.Len(); n != 0 {
+		t.Errorf("limiter keys after refused long names = %d, want 0: refused before any lookup", n)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/login", nil)
+	req.SetBasicAuth(strings.Repeat("n", handlers.MaxNameSize), "password")
+	if rec := serve(f.api, req); rec.Code != http.StatusUnauthorized {
+		t.Errorf("POST /login with a %d-byte unknown name = %d, want 401", handlers.MaxNameSize, rec.Code)
+	}
+}
+
+// TestLoginSuccessLimit: successful logins are limited per client too,
+// generously.
+func TestLoginSuccessLimit(t *testing.T) {
+	f := newAPI(t)
+	f.limits.Successes = limit.NewKeyed(30, time.Hour, 100)
+	login := func(peer string) int {
+		req := httptest.NewRequest(http.MethodPost, "/login", nil)
+		req.SetBasicAuth("user", "password")
+		req.RemoteAddr = peer + ":1"
+		return serve(f.api, req).Code
+	}
+	for i := range 30 {
+		if code := login("192.0.2.50"); code != http.StatusOK {
+			t.Fatalf("successful login %d = %d, want 200", i+1, code)
+		}
+	}
+	if code := login("192.0.2.50"); code != http.StatusTooManyRequests {
+		t.Errorf("31st successful login from one client = %d, want 429", code)
+	}
+	if code := login("192.0.2.51"); code != http.StatusOK {
+		t.Errorf("login from another client = %d, want 200", code)
+	}
+}
+
+func TestJWKS(t *testing.T) {
+	f := newAPI(t)
+	rec := serve(f.api, httptest.NewRequest(http.MethodGet, "/.well-known/jwks.json", nil))
+	var set struct {
+		Keys []struct{ Kty, Crv, X, Kid, Alg, Use, D string }
+	}
+	decode(t, rec, &set)
+	if rec.Code != http.StatusOK || len(set.Keys) != 1 {
+		t.Fatalf("GET /.well-known/jwks.json = %d %s, want 200 with one key", rec.Code, rec.Body)
+	}
+	k := set.Keys[0]
+	if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Kid != signingKey.ID || k.Alg != "EdDSA" || k.Use != "sig" || k.X == "" || k.D != "" {
+		t.Errorf("JWKS key = %+v, want OKP Ed25519 EdDSA sig with kid %s and no private part", k, signingKey.ID)
+	}
+	if cc := rec.Header().Get("Cache-Control"); !strings.Contains(cc, "max-age=") {
+		t.Errorf("JWKS Cache-Control = %q, want a max-age", cc)
 	}
 }
 
@@ -273,12 +424,22 @@ func TestSecure(t *testing.T) {
 	f := newAPI(t)
 	good := login(t, f)
 	forge := func(method jwt.SigningMethod, claims jwt.MapClaims, k any) string {
-		s, err := jwt.NewWithClaims(method, claims).SignedString(k)
+		tok := jwt.NewWithClaims(method, claims)
+		tok.Header["kid"] = signingKey.ID
+		s, err := tok.SignedString(k)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
+	other, err := token.GenerateEd25519()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPEM, _ := token.MarshalPrivateKey(other)
+	otherBlock, _ := pem.Decode(otherPEM)
+	otherPriv, _ := x509.ParsePKCS8PrivateKey(otherBlock.Bytes)
+	key := signingPriv
 	now := time.Now()
 	claims := func(change func(jwt.MapClaims)) jwt.MapClaims {
 		c := jwt.MapClaims{"iss": "auth.service", "aud": "app", "sub": "user", "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}
@@ -299,24 +460,31 @@ func TestSecure(t *testing.T) {
 	}{
 		{"valid", []string{"Bearer " + good}, http.StatusOK, "", ""},
 		{"lowercase scheme", []string{"bearer " + good}, http.StatusOK, "", ""},
-		{"forged valid claims", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(nil), key)}, http.StatusOK, "", ""},
+		{"valid claims signed with the key", []string{"Bearer " + forge(jwt.SigningMethodEdDSA, claims(nil), key)}, http.StatusOK, "", ""},
 		{"no header", nil, http.StatusUnauthorized, `Bearer realm="app"`, metrics.RejectMissing},
 		{"basic scheme", []string{"Basic dXNlcjpwYXNzd29yZA=="}, http.StatusUnauthorized, `Bearer realm="app"`, metrics.RejectMissing},
 		{"token without scheme", []string{good}, http.StatusUnauthorized, `Bearer realm="app"`, metrics.RejectMissing},
 		{"empty bearer", []string{"Bearer "}, http.StatusUnauthorized, invalid, "malformed"},
 		{"two headers", []string{"Bearer " + good, "Bearer " + good}, http.StatusUnauthorized, invalid, "malformed"},
 		{"alg none", []string{"Bearer " + forge(jwt.SigningMethodNone, claims(nil), jwt.UnsafeAllowNoneSignatureType)}, http.StatusUnauthorized, invalid, "algorithm"},
-		{"HS512", []string{"Bearer " + forge(jwt.SigningMethodHS512, claims(nil), key)}, http.StatusUnauthorized, invalid, "algorithm"},
-		{"wrong key", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(nil), []byte("a different key of 32 bytes.....!"))}, http.StatusUnauthorized, invalid, "signature"},
+		{"HS512", []string{"Bearer " + forge(jwt.SigningMethodHS512, claims(nil), hmacSecret)}, http.StatusUnauthorized, invalid, "algorithm"},
+		{"HS256 keyed with the public key", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(nil), []byte(signingPriv.Public().(ed25519.PublicKey)))}, http.StatusUnauthorized, invalid, "algorithm"},
+		{"wrong key", []string{"Bearer " + forge(jwt.SigningMethodEdDSA, claims(nil), otherPriv)}, http.StatusUnauthorized, invalid, "signature"},
+		{"unknown kid", []string{"Bearer " + func() string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims(nil))
+			tok.Header["kid"] = other.ID
+			s, _ := tok.SignedString(otherPriv)
+			return s
+		}()}, http.StatusUnauthorized, invalid, "unknown_key"},
 		{"tampered payload", []string{"Bearer " + parts[0] + "." + strings.TrimSuffix(parts[1], parts[1][len(parts[1])-2:]) + "AA." + parts[2]}, http.StatusUnauthorized, invalid, ""},
-		{"expired", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() }), key)}, http.StatusUnauthorized, invalid, "expired"},
-		{"missing exp", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { delete(c, "exp") }), key)}, http.StatusUnauthorized, invalid, "missing_claim"},
-		{"future nbf", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }), key)}, http.StatusUnauthorized, invalid, "not_yet_valid"},
-		{"future iat", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() }), key)}, http.StatusUnauthorized, invalid, "not_yet_valid"},
-		{"wrong issuer", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { c["iss"] = "evil" }), key)}, http.StatusUnauthorized, invalid, "issuer"},
-		{"missing issuer", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { delete(c, "iss") }), key)}, http.StatusUnauthorized, invalid, "missing_claim"},
-		{"wrong audience", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { c["aud"] = "other" }), key)}, http.StatusUnauthorized, invalid, "audience"},
-		{"missing audience", []string{"Bearer " + forge(jwt.SigningMethodHS256, claims(func(c jwt.MapClaims) { delete(c, "aud") }), key)}, http.StatusUnauthorized, invalid, "missing_claim"},
+		{"expired", []string{"Bearer " + forge(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() }), key)}, http.StatusUnauthorized, invalid, "expired"},
+		{"missing exp", []string{"Bearer " + forge(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { delete(c, "exp") }), key)}, http.StatusUnauthorized, invalid, "missing_claim"},
+		{"future nbf", []string{"Bearer " + forge(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }), key)}, http.StatusUnauthorized, invalid, "not_yet_valid"},
+		{"future iat", []string{"Bearer " + forge(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() }), key)}, http.StatusUnauthorized, invalid, "not_yet_valid"},
+		{"wrong issuer", []string{"Bearer " + forge(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { c["iss"] = "evil" }), key)}, http.StatusUnauthorized, invalid, "issuer"},
+		{"missing issuer", []string{"Bearer " + forge(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { delete(c, "iss") }), key)}, http.StatusUnauthorized, invalid, "missing_claim"},
+		{"wrong audience", []string{"Bearer " + forge(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { c["aud"] = "other" }), key)}, http.StatusUnauthorized, invalid, "audience"},
+		{"missing audience", []string{"Bearer " + forge(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { delete(c, "aud") }), key)}, http.StatusUnauthorized, invalid, "missing_claim"},
 		{"garbage", []string{"Bearer not.a.jwt"}, http.StatusUnauthorized, invalid, "malformed"},
 		{"token with a space", []string{"Bearer abc def"}, http.StatusUnauthorized, invalid, "malformed"},
 	}
@@ -428,4 +596,25 @@ func FuzzBearerToken(f *testing.F) {
 			t.Errorf("BearerToken(%q) = %q, not the end of the header", header, raw)
 		}
 	})
+}
+
+func TestClientNetwork(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	tests := []struct{ remote, realIP, want string }{
+		{"203.0.113.1:5000", "", "203.0.113.1"},
+		{"[2001:db8:1:2:3:4:5:6]:5000", "", "2001:db8:1:2::/64"},
+		{"[::ffff:203.0.113.9]:5000", "", "203.0.113.9"},
+		{"127.0.0.1:5000", "2001:db8:9:9:abcd::1", "2001:db8:9:9::/64"},
+		{"127.0.0.1:5000", "198.51.100.1", "198.51.100.1"},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.RemoteAddr = tt.remote
+		if tt.realIP != "" {
+			req.Header.Set("X-Real-IP", tt.realIP)
+		}
+		if got := handlers.ClientNetwork(req, trusted); got != tt.want {
+			t.Errorf("ClientNetwork(from %s, X-Real-IP %q) = %q, want %q", tt.remote, tt.realIP, got, tt.want)
+		}
+	}
 }

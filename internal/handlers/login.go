@@ -20,25 +20,41 @@ import (
 	"example.com/app/internal/user"
 )
 
+// MaxNameSize is the longest user name Login looks up, in bytes.
+const MaxNameSize = 256
+
 // LoginLimits protect Login from password guessing and from floods.
+//
+// Failures are limited per client network and per (user name, client
+// network), never per name alone: a name-wide limit would let anyone lock
+// a user out by failing on purpose. A client network is an IPv4 address or
+// an IPv6 /64, what one subscriber usually gets.
 type LoginLimits struct {
-	Clients *limit.Keyed // failed attempts per client address
-	Users   *limit.Keyed // failed attempts per user name
-	Hashing *limit.Gate  // password checks at once: bcrypt is made to be slow
+	Networks  *limit.Keyed // failed attempts per client network
+	Pairs     *limit.Keyed // failed attempts per user name and client network
+	Successes *limit.Keyed // successful logins per client network: generous, against token farming
+	Hashing   *limit.Gate  // password checks at once: bcrypt is made to be slow
 
 	// TrustedProxies are peers (the edge nginx) whose X-Real-IP or
 	// X-Forwarded-For names the client. Others' are ignored: anyone can send them.
 	TrustedProxies []netip.Prefix
 }
 
-// DefaultLoginLimits allow 10 failed attempts per client and 5 per user name,
-// then one more every 6 and 12 seconds; as many password checks at once as
-// the process has CPUs, and up to 64 more waiting at most 2 seconds.
+// DefaultLoginLimits allow 10 failed attempts per client network and 5 per
+// user name from one network, then one more every 6 and 12 seconds; 30
+// successful logins per client network, then one every 2 seconds (1,800 an
+// hour: a browser or a load test's clients are fine). Each set holds at most
+// 10,000 keys, about 1.5 MB. Password checks run on all CPUs but one (at
+// least one), so that a login flood leaves room for /secure, with up to 64
+// more waiting at most a second (a parked request costs no CPU, while an
+// immediate 429 invites a flooder to retry at once); beyond that, 429 with
+// Retry-After.
 func DefaultLoginLimits(trusted []netip.Prefix) *LoginLimits {
 	return &LoginLimits{
-		Clients:        limit.NewKeyed(10, 6*time.Second, 10_000),
-		Users:          limit.NewKeyed(5, 12*time.Second, 10_000),
-		Hashing:        limit.NewGate(runtime.GOMAXPROCS(0), 64, 2*time.Second),
+		Networks:       limit.NewKeyed(10, 6*time.Second, 10_000),
+		Pairs:          limit.NewKeyed(5, 12*time.Second, 10_000),
+		Successes:      limit.NewKeyed(30, 2*time.Second, 10_000),
+		Hashing:        limit.NewGate(max(runtime.GOMAXPROCS(0)-1, 1), 64, time.Second),
 		TrustedProxies: trusted,
 	}
 }
@@ -47,14 +63,15 @@ func DefaultLoginLimits(trusted []netip.Prefix) *LoginLimits {
 var basicChallenge = []string{`Basic realm="app", charset="UTF-8"`}
 
 // Login checks the request's HTTP Basic credentials against users and, if
-// they match, answers with a token signed by signer:
+// they match, answers with a token signed by issuer:
 // {"token": "<JWT>", "expires_at": "<RFC 3339>"}.
 //
 // A wrong password and an unknown user get the same answer in about the
-// same time. Failed attempts are rate-limited per client and per user name
-// (429 with Retry-After), and so are password checks beyond what the CPUs
-// can do at once, so that a login flood cannot starve the other routes.
-func Login(logger *zap.Logger, users *user.Store, signer *token.Signer, limits *LoginLimits, m *metrics.Metrics) http.Handler {
+// same time. A name over MaxNameSize bytes gets 400 before any lookup.
+// Attempts are rate-limited as LoginLimits says (429 with Retry-After), and
+// so are password checks beyond what the CPUs can do at once, so that a
+// login flood cannot starve the other routes.
+func Login(logger *zap.Logger, users *user.Store, issuer *token.Issuer, limits *LoginLimits, m *metrics.Metrics) http.Handler {
 	type response struct {
 		Token     string `json:"token"`
 		ExpiresAt string `json:"expires_at"`
@@ -75,8 +92,13 @@ func Login(logger *zap.Logger, users *user.Store, signer *token.Signer, limits *
 			unauthorized(w, metrics.LoginMissingCredentials, "missing credentials: log in with HTTP basic auth")
 			return
 		}
-		client := ClientIP(r, limits.TrustedProxies)
-		if wait := max(limits.Clients.Wait(client), limits.Users.Wait(name)); wait > 0 {
+		if len(name) > MaxNameSize {
+			m.Login(metrics.LoginBadCredentials)
+			respond.Error(w, http.StatusBadRequest, "user name longer than "+strconv.Itoa(MaxNameSize)+" bytes")
+			return
+		}
+		network := ClientNetwork(r, limits.TrustedProxies)
+		if wait := max(limits.Networks.Wait(network), limits.Pairs.Wait(name, network), limits.Successes.Wait(network)); wait > 0 {
 			tooMany(w, metrics.LoginRateLimited, wait)
 			return
 		}
@@ -88,8 +110,8 @@ func Login(logger *zap.Logger, users *user.Store, signer *token.Signer, limits *
 		u, err := users.Authenticate(name, password)
 		leave()
 		if err != nil {
-			limits.Clients.Fail(client)
-			limits.Users.Fail(name)
+			limits.Networks.Spend(network)
+			limits.Pairs.Spend(name, network)
 			outcome := metrics.LoginBadCredentials
 			if errors.Is(err, user.ErrPasswordTooLong) {
 				outcome = metrics.LoginPasswordTooLong
@@ -97,7 +119,8 @@ func Login(logger *zap.Logger, users *user.Store, signer *token.Signer, limits *
 			unauthorized(w, outcome, "wrong user name or password")
 			return
 		}
-		signed, expires, err := signer.Issue(u.Name, u.Email)
+		limits.Successes.Spend(network)
+		signed, expires, err := issuer.Issue(u.Name, u.Email)
 		if err != nil {
 			logger.Error("issuing token", zap.String("user", u.Name), zap.Error(err))
 			respond.Error(w, http.StatusInternalServerError, "internal error")
@@ -132,6 +155,21 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 		}
 	}
 	return host
+}
+
+// ClientNetwork returns the network of the client that sent r (see
+// ClientIP), the unit the login limits count: an IPv4 address, or the /64
+// of an IPv6 one, since one subscriber usually has a whole /64.
+func ClientNetwork(r *http.Request, trusted []netip.Prefix) string {
+	client := ClientIP(r, trusted)
+	ip, err := netip.ParseAddr(client)
+	if err != nil {
+		return client // not an IP address (a test's or a Unix socket's peer): itself
+	}
+	if ip = ip.Unmap(); ip.Is6() {
+		return netip.PrefixFrom(ip.WithZone(""), 64).Masked().String()
+	}
+	return ip.String()
 }
 
 func contains(prefixes []netip.Prefix, ip netip.Addr) bool {

@@ -32,10 +32,10 @@ var (
 var errNoToken = errors.New("no bearer token")
 
 // RequireToken serves next only to requests whose Authorization header holds
-// a bearer token signer verifies; the claims are in the request's context
+// a bearer token verifier accepts; the claims are in the request's context
 // (ClaimsFrom). Others get 401. The token is read from the header only,
 // never from the URL or a form, where it would end up in logs and histories.
-func RequireToken(signer *token.Signer, m *metrics.Metrics, next http.Handler) http.Handler {
+func RequireToken(verifier *token.Verifier, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, err := BearerToken(r.Header.Values("Authorization"))
 		if errors.Is(err, errNoToken) {
@@ -46,7 +46,7 @@ func RequireToken(signer *token.Signer, m *metrics.Metrics, next http.Handler) h
 		}
 		var claims *token.Claims
 		if err == nil {
-			claims, err = signer.Verify(raw)
+			claims, err = verifier.Verify(raw)
 		}
 		if err != nil {
 			m.TokenRejected(token.Reason(err))
@@ -55,6 +55,17 @@ func RequireToken(signer *token.Signer, m *metrics.Metrics, next http.Handler) h
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, claims)))
+	})
+}
+
+// JWKS serves the public keys verifier accepts as a JWK Set (RFC 7517), so
+// that gateways and other services can verify the app's tokens. Clients may
+// cache it for five minutes: a new key is published well before it signs
+// (see cmd/keys), and an old one stays published until its tokens expire.
+func JWKS(verifier *token.Verifier) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		respond.Raw(w, http.StatusOK, verifier.JWKS())
 	})
 }
 

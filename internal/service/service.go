@@ -53,7 +53,8 @@ type Service struct {
 type Deps struct {
 	Logger      *zap.Logger
 	Metrics     *metrics.Metrics
-	Signer      *token.Signer
+	Verifier    *token.Verifier       // checks tokens; every service has one
+	Issuer      *token.Issuer         // signs tokens: nil unless the service Needs config.Login
 	Users       *user.Store           // nil unless the service Needs config.Login
 	LoginLimits *handlers.LoginLimits // likewise
 	Build       handlers.Build
@@ -107,13 +108,27 @@ func Run(ctx context.Context, s Service, args []string, getenv func(string) stri
 	if cfg.Fault.Kind == fault.CrashOnStart {
 		return errors.New("crashing on start, as FAULT=crash-on-start asks")
 	}
-	if cfg.SecretGenerated {
-		logger.Warn("dev mode: JWT_SECRET is not set, so a random signing key was generated; tokens will not survive a restart")
+	if cfg.KeysGenerated {
+		logger.Warn("dev mode: no signing key is set, so an Ed25519 key pair was generated; tokens will not survive a restart")
+	}
+	if cfg.HS256 {
+		logger.Warn("HS256: tokens are signed with a shared secret, so every service holding it can mint tokens; use Ed25519 key files (JWT_PRIVATE_KEY_FILE, JWT_PUBLIC_KEYS_FILE) beyond the course's first steps")
 	}
 
 	app, err := New(s, cfg, logger, accessLog)
 	if err != nil {
 		return err
+	}
+	logger.Info("keys", keyFields(app.Deps)...)
+	if cfg.KeyFiles != (token.KeyFiles{}) {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			cfg.KeyFiles.Watch(watchCtx, cfg.KeysReload, func(ks token.Keys) error { return app.Deps.setKeys(ks) },
+				func(err error) { logger.Error("reloading keys failed; keeping the old ones", zap.Error(err)) })
+		}()
+		defer func() { stopWatch(); <-watched }()
 	}
 	return server.Run(ctx, logger, server.Lifecycle{
 		Ready:    func() { becomeReady(ctx, logger, app.Probe, cfg.Fault) },
@@ -142,10 +157,16 @@ func New(s Service, cfg *config.Config, logger, accessLog *zap.Logger) (*App, er
 		Build:   handlers.Build{Service: s.Name, Version: s.Version, Commit: s.Commit},
 	}
 	var err error
-	if d.Signer, err = token.NewSigner(cfg.Secret, cfg.Token); err != nil {
+	if d.Verifier, err = token.NewVerifier(cfg.Keys.Accept, cfg.Token); err != nil {
 		return nil, fmt.Errorf("%w: %w", config.ErrInvalid, err)
 	}
 	if s.Needs&config.Login != 0 {
+		if cfg.Keys.Signing == nil {
+			return nil, fmt.Errorf("%w: no signing key", config.ErrInvalid)
+		}
+		if d.Issuer, err = token.NewIssuer(*cfg.Keys.Signing, cfg.Token); err != nil {
+			return nil, fmt.Errorf("%w: %w", config.ErrInvalid, err)
+		}
 		if d.Users, err = loadUsers(logger, cfg.UsersFile); err != nil {
 			return nil, fmt.Errorf("%w: USERS_FILE: %w", config.ErrInvalid, err)
 		}
@@ -191,9 +212,42 @@ func newOps(probe *health.Probe, m *metrics.Metrics) *mux.Router {
 	return r
 }
 
+// setKeys applies keys re-read from their files.
+func (d Deps) setKeys(ks token.Keys) error {
+	// Accept first: the set includes the new signing key's public part.
+	if err := d.Verifier.SetKeys(ks.Accept); err != nil {
+		return err
+	}
+	if d.Issuer != nil {
+		if ks.Signing == nil {
+			return errors.New("no signing key")
+		}
+		if err := d.Issuer.SetKey(*ks.Signing); err != nil {
+			return err
+		}
+	}
+	d.Logger.Info("keys reloaded", keyFields(d)...)
+	return nil
+}
+
+// keyFields name the keys d signs with and accepts, by ID.
+func keyFields(d Deps) []zap.Field {
+	var accepted []string
+	for _, k := range d.Verifier.Keys() {
+		accepted = append(accepted, k.ID)
+	}
+	fields := []zap.Field{zap.Strings("accepted", accepted)}
+	if d.Issuer != nil {
+		fields = append(fields, zap.String("signing", d.Issuer.KeyID()))
+	}
+	return fields
+}
+
+// loadUsers reads the users file; without one (config allows it only with
+// DEMO_USER=true or in dev mode) the demo user can log in, said loudly.
 func loadUsers(logger *zap.Logger, file string) (*user.Store, error) {
 	if file == "" {
-		logger.Warn(`USERS_FILE is not set: the demo user "user" with password "password" can log in`)
+		logger.Warn(`DEMO_USER: the demo user "user" with password "password" can log in; set USERS_FILE instead anywhere but the course`)
 		return user.Demo(), nil
 	}
 	users, err := user.Load(file)

@@ -387,7 +387,7 @@ func checkImageFiles(t *testing.T, image, service string) {
 // cleanly.
 func checkContainer(t *testing.T, image, service, version, secret string) {
 	name := fmt.Sprintf("apptest-%d-%s-%s", os.Getpid(), service, version)
-	c := start(t, name, image, "", secret, "SHUTDOWN_DRAIN=1s")
+	c := start(t, name, image, "", secret, "SHUTDOWN_DRAIN=1s", "DEMO_USER=true") // auth and the monolith need it; hello ignores it
 	c.waitReady(t)
 
 	// The process as the host sees it: user, capabilities, no_new_privs.
@@ -453,7 +453,7 @@ func TestZeroDowntimeRollout(t *testing.T) {
 	secret := randomSecret()
 
 	hello := newService(t)
-	auth := start(t, id+"-auth", im.auth, network, secret)
+	auth := start(t, id+"-auth", im.auth, network, secret, "DEMO_USER=true")
 	old := []*container{
 		start(t, id+"-hello-1", im.hello1, network, secret),
 		start(t, id+"-hello-2", im.hello1, network, secret),

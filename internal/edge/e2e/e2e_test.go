@@ -74,9 +74,10 @@ func testMain(m *testing.M) int {
 	return m.Run()
 }
 
-// env is a service's whole environment: the shared key and quick shutdowns.
+// env is a service's whole environment: the shared key, the demo user
+// (which hello ignores) and quick shutdowns.
 func env(extra ...string) []string {
-	return append([]string{"JWT_SECRET=" + secret, "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}, extra...)
+	return append([]string{"JWT_SECRET=" + secret, "DEMO_USER=true", "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}, extra...)
 }
 
 func start(t *testing.T, name string, environ []string, args ...string) *testbin.Process {

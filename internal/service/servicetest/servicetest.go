@@ -8,26 +8,70 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"example.com/app/internal/config"
 	"example.com/app/internal/service"
+	"example.com/app/internal/token"
 )
 
-// Secret is the signing key Start gives services.
-const Secret = "servicetest-key-0123456789abcdef0123"
+// KeyFiles writes a new Ed25519 key pair under tb.TempDir(): the private key
+// (PKCS#8 PEM) and a public key set holding its public key (PEM). It returns
+// their paths and the key.
+func KeyFiles(tb testing.TB) (private, public string, key token.Key) {
+	tb.Helper()
+	key, err := token.GenerateEd25519()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	priv, err := token.MarshalPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pub, err := token.MarshalPublicKeys([]token.Key{key})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	private, public = filepath.Join(dir, "jwt-private.pem"), filepath.Join(dir, "jwt-public.pem")
+	if err := os.WriteFile(private, priv, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(public, pub, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return private, public, key
+}
 
 // Running is a service started by Start.
 type Running struct {
 	HTTP, Health string // base URLs: http://127.0.0.1:port
 }
 
-// Start runs s with env (JWT_SECRET is set unless env sets it) until the test
-// ends, and waits until it is ready.
+// Start runs s with env until the test ends, and waits until it is ready.
+// Unless env names keys (JWT_SECRET, even empty, or the key files), s gets
+// a new Ed25519 key pair's files: the private key only if it logs users in.
+// Unless env sets USERS_FILE, a service that logs users in gets DEMO_USER=true.
 func Start(t *testing.T, s service.Service, env map[string]string, args ...string) Running {
 	t.Helper()
-	vars := map[string]string{"JWT_SECRET": Secret, "SHUTDOWN_DRAIN": "0s"}
+	vars := map[string]string{"SHUTDOWN_DRAIN": "0s"}
+	_, secret := env["JWT_SECRET"]
+	_, private := env["JWT_PRIVATE_KEY_FILE"]
+	_, public := env["JWT_PUBLIC_KEYS_FILE"]
+	if !secret && !private && !public {
+		priv, pub, _ := KeyFiles(t)
+		vars["JWT_PUBLIC_KEYS_FILE"] = pub
+		if s.Needs&config.Login != 0 {
+			vars["JWT_PRIVATE_KEY_FILE"] = priv
+		}
+	}
+	if _, users := env["USERS_FILE"]; !users && s.Needs&config.Login != 0 {
+		vars["DEMO_USER"] = "true"
+	}
 	for k, v := range env {
 		vars[k] = v
 	}
