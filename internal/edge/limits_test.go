@@ -17,7 +17,7 @@ import (
 )
 
 // connLimit is limit_conn's number in both templates.
-const connLimit = 64
+const connLimit = 128
 
 // TestConnLimit checks the per-client limit_conn of both templates: a client
 // with more requests in progress than the limit gets nginx's 429 with
