@@ -34,8 +34,8 @@ import (
 
 // The files in -dir.
 const (
-	privateFile = "jwt-private.pem"
-	publicFile  = "jwt-public.pem"
+	privateFile = token.PrivateKeyFile
+	publicFile  = token.PublicKeysFile
 	nextFile    = "jwt-next.pem"
 )
 

@@ -1,6 +1,7 @@
 // Command up runs the split stack on this machine, as `make up` does: it
-// builds auth and hello, runs them on loopback ports with a fresh shared
-// JWT_SECRET, and puts nginx with nginx/frontend.conf.template in front of
+// builds auth and hello, runs them on loopback ports with a fresh Ed25519
+// key pair (auth signs with the private key, hello holds only the public
+// one; both files live in a temporary directory for the run), and puts nginx with nginx/frontend.conf.template in front of
 // them on https://localhost:8443, with certificates from tls/ (made if
 // missing); the UI in frontend/ is at https://localhost:8443/ui/. It prints
 // what to try, and on Ctrl-C stops nginx, then the services, and leaves no
@@ -17,8 +18,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -35,6 +34,7 @@ import (
 
 	"example.com/app/internal/certs"
 	"example.com/app/internal/edge"
+	"example.com/app/internal/token"
 )
 
 func main() {
@@ -107,11 +107,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
-	// The shared key goes to the services through their environment only:
-	// arguments are visible to every user in ps.
-	key := make([]byte, 32)
-	rand.Read(key) //nolint:errcheck // crypto/rand.Read never fails (Go 1.24)
-	env := []string{"JWT_SECRET=" + hex.EncodeToString(key), "DEMO_USER=true", "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s", "LOG_FORMAT=json"}
+	// A key pair for this run only, in its temporary directory: auth signs
+	// with the private key and lets the demo user log in; hello, which only
+	// verifies, gets the public key alone, as in Kubernetes.
+	keys, _, err := token.WriteKeyPair(tmp)
+	if err != nil {
+		return err
+	}
+	common := []string{"SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s", "LOG_FORMAT=json"}
+	env := map[string][]string{
+		"auth":  append([]string{"JWT_PRIVATE_KEY_FILE=" + keys.Private, "DEMO_USER=true"}, common...),
+		"hello": append([]string{"JWT_PUBLIC_KEYS_FILE=" + keys.Public}, common...),
+	}
 	var services []*service
 	defer func() { // after nginx has stopped: see the defer below
 		for _, s := range services {
@@ -119,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}()
 	for _, name := range []string{"auth", "hello"} {
-		s, err := startService(ctx, name, filepath.Join(tmp, name), env, stderr)
+		s, err := startService(ctx, name, filepath.Join(tmp, name), env[name], stderr)
 		if err != nil {
 			return err
 		}

@@ -54,8 +54,11 @@ func TestRun(t *testing.T) {
 			t.Errorf("run printed no %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(stderr.String()+out, "JWT_SECRET=") {
-		t.Error("run printed the JWT_SECRET")
+	if strings.Contains(stderr.String()+out, "PRIVATE KEY") {
+		t.Error("run printed the private key")
+	}
+	if strings.Contains(stderr.String(), "HS256") {
+		t.Errorf("a service warned about HS256, want Ed25519 key files:\n%s", &stderr)
 	}
 
 	ca, err := os.ReadFile(filepath.Join(tlsDir, "ca.pem"))

@@ -21,14 +21,16 @@ import (
 	"example.com/app/internal/edge"
 	"example.com/app/internal/edge/edgetest"
 	"example.com/app/internal/testbin"
+	"example.com/app/internal/token"
 )
 
 // The directories of the UI and of the app's module, found from this
 // package's directory, frontend/browsertest.
 var frontendDir, repoRoot string
 
-// A shared key for auth and hello, and quick shutdowns.
-const secret = "browsertest-secret-0123456789abcdef0123"
+// keys are the run's token key pair, written by TestMain: auth signs with
+// the private key, hello holds the public key only.
+var keys token.KeyFiles
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -42,6 +44,16 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	repoRoot = filepath.Dir(frontendDir)
+	keyDir, err := os.MkdirTemp("", "browsertest-keys-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(keyDir) //nolint:errcheck // a temporary directory; nothing to do if it stays
+	if keys, _, err = token.WriteKeyPair(keyDir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	code := m.Run()
 	browser.close()
 	if build.dir != "" {
@@ -92,9 +104,17 @@ func buildBinaries(dir string) (map[string]string, error) {
 	return bins, nil
 }
 
-// serviceEnv is a service's whole environment.
-func serviceEnv(extra ...string) []string {
-	return append([]string{"JWT_SECRET=" + secret, "DEMO_USER=true", "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}, extra...)
+// serviceEnv is the whole environment of service, "auth" or "hello": its
+// keys (auth signs and logs in the demo user; hello only verifies, and
+// refuses a private key) and quick shutdowns.
+func serviceEnv(service string, extra ...string) []string {
+	e := []string{"SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}
+	if service == "auth" {
+		e = append(e, "JWT_PRIVATE_KEY_FILE="+keys.Private, "DEMO_USER=true")
+	} else {
+		e = append(e, "JWT_PUBLIC_KEYS_FILE="+keys.Public)
+	}
+	return append(e, extra...)
 }
 
 // startService runs one of binaries' binaries until the test ends and waits
@@ -126,7 +146,7 @@ type stack struct {
 
 func startStack(t *testing.T, hellos int, helloEnv []string) *stack {
 	t.Helper()
-	s := &stack{auth: startService(t, "auth", serviceEnv())}
+	s := &stack{auth: startService(t, "auth", serviceEnv("auth"))}
 	var addrs []string
 	for range hellos {
 		h := startService(t, "hello", helloEnv)

@@ -31,7 +31,7 @@ func TestEdgeServesUI(t *testing.T) {
 		t.Skip("-short: skipping a test that runs nginx and the services")
 	}
 	edgetest.Binary(t) // fails or skips first if there is no nginx
-	s := startStack(t, 1, serviceEnv())
+	s := startStack(t, 1, serviceEnv("hello"))
 	files := readUI(t)
 	tests := []struct {
 		path, wantType, wantCache string
@@ -127,7 +127,7 @@ func get(t *testing.T, c *http.Client, url string, h http.Header) *http.Response
 // request, every asset it asks for has its ?v= and is served to be cached.
 func TestPageLoads(t *testing.T) {
 	tab := newTab(t, time.Minute)
-	s := startStack(t, 1, serviceEnv())
+	s := startStack(t, 1, serviceEnv("hello"))
 	rec := record(t, tab)
 	open(t, tab, s.edge)
 	// Give late requests (the favicon) a moment to fail, if they do.
@@ -253,7 +253,7 @@ func normalize(t *testing.T, s string) string {
 // a tampered one, and with the edge unreachable.
 func TestLoginAndSecure(t *testing.T) {
 	tab := newTab(t, time.Minute)
-	s := startStack(t, 1, serviceEnv())
+	s := startStack(t, 1, serviceEnv("hello"))
 	rec := record(t, tab)
 	open(t, tab, s.edge)
 
@@ -284,7 +284,7 @@ func TestLoginAndSecure(t *testing.T) {
 	for _, c := range []string{"alg", "sub", "iss", "aud", "exp", "iat", "jti"} {
 		claims[c] = eval[string](t, tab, fmt.Sprintf(`document.querySelector('#claims dd[data-claim=%q]')?.textContent ?? "(none)"`, c))
 	}
-	for c, want := range map[string]string{"alg": `"HS256"`, "sub": `"user"`, "iss": `"auth.service"`, "aud": `"app"`} {
+	for c, want := range map[string]string{"alg": `"EdDSA"`, "sub": `"user"`, "iss": `"auth.service"`, "aud": `"app"`} {
 		if claims[c] != want && !(c == "aud" && claims[c] == `["app"]`) {
 			t.Errorf("claim %s shown as %s, want %s", c, claims[c], want)
 		}
@@ -357,7 +357,7 @@ func TestLoginAndSecure(t *testing.T) {
 // at desktop and phone sizes.
 func TestRollout(t *testing.T) {
 	const drain = 2 * time.Second // SHUTDOWN_DRAIN: short, to keep the test short
-	helloEnv := serviceEnv("SHUTDOWN_DRAIN=" + drain.String())
+	helloEnv := serviceEnv("hello", "SHUTDOWN_DRAIN="+drain.String())
 	tab := newTab(t, 2*time.Minute)
 	s := startStack(t, 2, helloEnv)
 	rec := record(t, tab)
@@ -476,7 +476,7 @@ func abs(n int) int {
 // have enough contrast (WCAG AA) in the light and the dark color scheme.
 func TestAccessibility(t *testing.T) {
 	tab := newTab(t, time.Minute)
-	s := startStack(t, 1, serviceEnv())
+	s := startStack(t, 1, serviceEnv("hello"))
 	open(t, tab, s.edge)
 
 	// Keyboard only: the skip link first, then the form, submitted with Enter.

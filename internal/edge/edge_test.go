@@ -78,7 +78,7 @@ func TestParamsRender(t *testing.T) {
 		"ssl_certificate_key /etc/tls/key.pem;",
 		"\n    server auth:80 max_fails=0;\n",
 		"upstream hello_app {\n    server hello:80 max_fails=0;\n",
-		"return 308 https://$host$request_uri;",
+		"return 308 https://$edge_redirect_host$request_uri;",
 		"alias /usr/share/nginx/html/ui/;",
 	} {
 		if !strings.Contains(got, want) {
@@ -100,7 +100,7 @@ func TestParamsRender(t *testing.T) {
 		"ssl_certificate     /tmp/x/tls/cert.pem;",
 		"upstream hello_app {\n    server 127.0.0.1:1 max_fails=0;\n    server 127.0.0.1:2 max_fails=0;\n",
 		"server 127.0.0.1:3 max_fails=0;",
-		"return 308 https://$host:4443$request_uri;",
+		"return 308 https://$edge_redirect_host:4443$request_uri;",
 		"alias /src/frontend/;",
 	} {
 		if !strings.Contains(got, want) {

@@ -342,6 +342,9 @@ func testLoginRateLimit(t *testing.T, e *edgetest.Edge) {
 	}
 	if limited != nil {
 		checkNginxError(t, "POST /login when limited", limited.resp, limited.body, http.StatusTooManyRequests)
+		if got := limited.resp.Header.Values("Retry-After"); len(got) != 1 || got[0] != "1" {
+			t.Errorf("POST /login when limited: Retry-After %q, want [\"1\"]", got)
+		}
 	}
 }
 
@@ -492,8 +495,10 @@ func checkSecurityHeaders(t *testing.T, call string, resp *http.Response) {
 type backend struct {
 	name     string
 	srv      *httptest.Server
-	requests atomic.Int64 // requests served
-	conns    atomic.Int64 // connections accepted
+	requests atomic.Int64  // requests served
+	conns    atomic.Int64  // connections accepted
+	slow     atomic.Int64  // requests waiting in /slow
+	release  chan struct{} // closing it ends the waits in /slow
 }
 
 func startBackend(t *testing.T, name string) *backend {
@@ -507,7 +512,7 @@ func startBackendAt(t *testing.T, name, addr string) *backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &backend{name: name}
+	b := &backend{name: name, release: make(chan struct{})}
 	b.srv = &httptest.Server{Listener: l, Config: &http.Server{Handler: b}}
 	b.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -557,6 +562,19 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/secure":
 		h.Set("WWW-Authenticate", `Bearer realm="app", error="invalid_token"`)
 		reply(http.StatusUnauthorized, map[string]string{"error": "authorization failed"})
+	case r.URL.Path == "/slow":
+		// Held until the test closes release: a request in progress.
+		b.slow.Add(1)
+		defer b.slow.Add(-1)
+		select {
+		case <-b.release:
+		case <-r.Context().Done():
+		}
+		reply(http.StatusOK, map[string]string{"message": "slow"})
+	case r.URL.Path == "/busy":
+		// A service's own 429, with its own Retry-After.
+		h.Set("Retry-After", "7")
+		reply(http.StatusTooManyRequests, map[string]string{"error": "too many requests"})
 	case r.URL.Path == "/headers":
 		seen := map[string]string{"Host": r.Host}
 		for k := range r.Header {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -304,4 +305,44 @@ func (f KeyFiles) Load() (Keys, error) {
 		}
 	}
 	return ks, nil
+}
+
+// The files WriteKeyPair writes, named as `make keys` names them.
+const (
+	PrivateKeyFile = "jwt-private.pem"
+	PublicKeysFile = "jwt-public.pem"
+)
+
+// WriteKeyPair writes a new Ed25519 key pair into dir, which must exist:
+// the private key as PKCS#8 PEM (PrivateKeyFile, mode 0600) and a public key
+// set holding its public key (PublicKeysFile, mode 0644). It returns the
+// files' names and the key. For throwaway keys (tests, `make up`); `make
+// keys` keeps and rotates the long-lived ones.
+func WriteKeyPair(dir string) (KeyFiles, Key, error) {
+	k, err := GenerateEd25519()
+	if err != nil {
+		return KeyFiles{}, Key{}, err
+	}
+	priv, err := MarshalPrivateKey(k)
+	if err != nil {
+		return KeyFiles{}, Key{}, err
+	}
+	pub, err := MarshalPublicKeys([]Key{k})
+	if err != nil {
+		return KeyFiles{}, Key{}, err
+	}
+	f := KeyFiles{Private: filepath.Join(dir, PrivateKeyFile), Public: filepath.Join(dir, PublicKeysFile)}
+	for _, file := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{{f.Private, priv, 0o600}, {f.Public, pub, 0o644}} {
+		if err := os.WriteFile(file.name, file.data, file.mode); err != nil {
+			return KeyFiles{}, Key{}, fmt.Errorf("token: %w", err)
+		}
+		if err := os.Chmod(file.name, file.mode); err != nil { // whatever the umask
+			return KeyFiles{}, Key{}, fmt.Errorf("token: %w", err)
+		}
+	}
+	return f, k, nil
 }

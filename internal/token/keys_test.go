@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/pem"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +214,29 @@ func TestWatch(t *testing.T) {
 	}
 	if _, err := ver.Verify(newTok); err != nil {
 		t.Errorf("Verify(B's token) after A was retired = %v, want nil", err)
+	}
+}
+
+func TestWriteKeyPair(t *testing.T) {
+	dir := t.TempDir()
+	f, k, err := token.WriteKeyPair(dir)
+	if err != nil {
+		t.Fatalf("WriteKeyPair(%s) error = %v", dir, err)
+	}
+	ks, err := f.Load()
+	if err != nil {
+		t.Fatalf("loading what WriteKeyPair wrote: %v", err)
+	}
+	if ks.Signing == nil || ks.Signing.ID != k.ID || len(ks.Accept) != 1 || ks.Accept[0].ID != k.ID {
+		t.Errorf("WriteKeyPair's files hold signing key %v and accept %v, want key %s in both", ks.Signing, ks.Accept, k.ID)
+	}
+	for name, want := range map[string]os.FileMode{f.Private: 0o600, f.Public: 0o644} {
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", name, fi.Mode().Perm(), want)
+		}
 	}
 }

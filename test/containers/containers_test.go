@@ -25,6 +25,7 @@ import (
 	"example.com/app/internal/edge/edgetest"
 	"example.com/app/internal/rollout"
 	"example.com/app/internal/testbin"
+	"example.com/app/internal/token"
 )
 
 const (
@@ -201,18 +202,46 @@ func runArgs() []string {
 	return args
 }
 
-// start runs image as a container named name, with JWT_SECRET set to secret
-// (through the environment, not the command line) and env, on network if not
-// empty, with its ports published on free loopback ports. It is removed when
-// the test ends.
-func start(t *testing.T, name, image, network, secret string, env ...string) *container {
+// keyArgs are the podman arguments that give a container the run's token
+// keys (see writeKeys).
+type keyArgs struct {
+	signer   []string // auth and the monolith: the private key, and the demo user
+	verifier []string // hello: the public key only
+}
+
+// writeKeys writes a key pair for the test and returns the podman arguments
+// that mount each file alone, read-only, where the service's setting names
+// it: hello's container never holds the private key, as in Kubernetes.
+func writeKeys(t *testing.T) keyArgs {
+	t.Helper()
+	f, _, err := token.WriteKeyPair(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The containers' user (65532, or a subordinate ID with rootless podman)
+	// must read the files, which belong to the test's user: throwaway keys.
+	if err := os.Chmod(f.Private, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const private, public = "/etc/app/keys/" + token.PrivateKeyFile, "/etc/app/keys/" + token.PublicKeysFile
+	return keyArgs{
+		signer:   []string{"--volume", f.Private + ":" + private + ":ro", "--env", "JWT_PRIVATE_KEY_FILE=" + private, "--env", "DEMO_USER=true"},
+		verifier: []string{"--volume", f.Public + ":" + public + ":ro", "--env", "JWT_PUBLIC_KEYS_FILE=" + public},
+	}
+}
+
+// start runs image as a container named name, with keys (podman arguments
+// from writeKeys) and env, on network if not empty, with its ports published
+// on free loopback ports. It is removed when the test ends.
+func start(t *testing.T, name, image, network string, keys []string, env ...string) *container {
 	t.Helper()
 	c := &container{Name: name, App: edgetest.FreeAddr(t), Ops: edgetest.FreeAddr(t)}
 	args := append([]string{"run", "--detach", "--name", name}, runArgs()...)
 	if network != "" {
 		args = append(args, "--network", network)
 	}
-	args = append(args, "--publish", c.App+":8080", "--publish", c.Ops+":8081", "--env", "JWT_SECRET")
+	args = append(args, "--publish", c.App+":8080", "--publish", c.Ops+":8081")
+	args = append(args, keys...)
 	for _, e := range env {
 		args = append(args, "--env", e)
 	}
@@ -221,7 +250,6 @@ func start(t *testing.T, name, image, network, secret string, env ...string) *co
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "podman", args...)
-	cmd.Env = append(os.Environ(), "JWT_SECRET="+secret)
 	t.Cleanup(func() {
 		if t.Failed() {
 			// podman logs writes the container's stderr, the services' logs, to its own.
@@ -277,7 +305,7 @@ func TestImages(t *testing.T) {
 	requirePodman(t)
 	im := buildImages(t)
 	t.Logf("built the binaries in %s and the images in %s", im.buildTime.Round(time.Second), im.imagesTime.Round(time.Second))
-	secret := randomSecret()
+	keys := writeKeys(t)
 	for _, tt := range []struct{ service, version, image string }{
 		{"auth", "1.0.0", im.auth},
 		{"hello", "1.0.0", im.hello1},
@@ -287,7 +315,7 @@ func TestImages(t *testing.T) {
 		t.Run(tt.service+"-"+tt.version, func(t *testing.T) {
 			checkImageConfig(t, tt.image, tt.service, tt.version)
 			checkImageFiles(t, tt.image, tt.service)
-			checkContainer(t, tt.image, tt.service, tt.version, secret)
+			checkContainer(t, tt.image, tt.service, tt.version, keys)
 		})
 	}
 }
@@ -385,9 +413,13 @@ func checkImageFiles(t *testing.T, image, service string) {
 // checkContainer runs the image read-only, without capabilities, and checks
 // the process's user, its probes and /version, and that SIGTERM stops it
 // cleanly.
-func checkContainer(t *testing.T, image, service, version, secret string) {
+func checkContainer(t *testing.T, image, service, version string, keys keyArgs) {
 	name := fmt.Sprintf("apptest-%d-%s-%s", os.Getpid(), service, version)
-	c := start(t, name, image, "", secret, "SHUTDOWN_DRAIN=1s", "DEMO_USER=true") // auth and the monolith need it; hello ignores it
+	k := keys.signer
+	if service == "hello" {
+		k = keys.verifier
+	}
+	c := start(t, name, image, "", k, "SHUTDOWN_DRAIN=1s")
 	c.waitReady(t)
 
 	// The process as the host sees it: user, capabilities, no_new_privs.
@@ -450,13 +482,13 @@ func TestZeroDowntimeRollout(t *testing.T) {
 	network := id
 	podman(t, "network", "create", network)
 	t.Cleanup(func() { podmanQuiet("network", "rm", "--force", network) }) // after the containers: cleanups run last first
-	secret := randomSecret()
+	keys := writeKeys(t)
 
 	hello := newService(t)
-	auth := start(t, id+"-auth", im.auth, network, secret, "DEMO_USER=true")
+	auth := start(t, id+"-auth", im.auth, network, keys.signer)
 	old := []*container{
-		start(t, id+"-hello-1", im.hello1, network, secret),
-		start(t, id+"-hello-2", im.hello1, network, secret),
+		start(t, id+"-hello-1", im.hello1, network, keys.verifier),
+		start(t, id+"-hello-2", im.hello1, network, keys.verifier),
 	}
 	auth.waitReady(t)
 	for _, c := range old {
@@ -470,7 +502,7 @@ func TestZeroDowntimeRollout(t *testing.T) {
 
 	transport := rollout.NewTransport(&tls.Config{RootCAs: front.CA})
 	defer transport.CloseIdleConnections()
-	token, err := rollout.Login(t.Context(), &http.Client{Transport: transport, Timeout: 5 * time.Second}, front.URL+"/login", "user", "password")
+	tok, err := rollout.Login(t.Context(), &http.Client{Transport: transport, Timeout: 5 * time.Second}, front.URL+"/login", "user", "password")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +523,7 @@ func TestZeroDowntimeRollout(t *testing.T) {
 			Rate:      100,
 			Workers:   8,
 			Timeout:   2 * time.Second,
-			Header:    http.Header{"Authorization": {"Bearer " + token}},
+			Header:    http.Header{"Authorization": {"Bearer " + tok}},
 			Transport: transport,
 		})
 		done <- result{rep, err}
@@ -505,7 +537,7 @@ func TestZeroDowntimeRollout(t *testing.T) {
 	for i, o := range old {
 		name := fmt.Sprintf("%s-hello-%d", id, i+3)
 		event("start %s (2.0.0)", name)
-		c := start(t, name, im.hello2, network, secret)
+		c := start(t, name, im.hello2, network, keys.verifier)
 		c.waitReady(t)
 		hello.add(c)
 		hello.waitReady(t, c)

@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/json"
 	"flag"
@@ -23,10 +24,18 @@ import (
 
 	"example.com/app/internal/edge"
 	"example.com/app/internal/edge/edgetest"
+	"example.com/app/internal/rollout"
 	"example.com/app/internal/testbin"
+	"example.com/app/internal/token"
 )
 
-const secret = "edge-e2e-secret-0123456789abcdef0123" // 36 bytes
+// keys are the run's token key pair, written by TestMain, and signing is
+// its key: auth and the monolith sign with the private key; hello holds the
+// public key only.
+var (
+	keys    token.KeyFiles
+	signing token.Key
+)
 
 // bins are the binaries built by TestMain: "auth", "hello", "monolith" at
 // version 1.0.0 and "hello-2" at 2.0.0.
@@ -57,6 +66,10 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	if keys, signing, err = token.WriteKeyPair(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	for _, b := range []struct{ dir, version, suffix string }{{"v1", "1.0.0", ""}, {"v2", "2.0.0", "-2"}} {
 		pkgs := []string{"auth", "hello", "monolith"}
 		if b.version != "1.0.0" {
@@ -74,10 +87,18 @@ func testMain(m *testing.M) int {
 	return m.Run()
 }
 
-// env is a service's whole environment: the shared key, the demo user
-// (which hello ignores) and quick shutdowns.
-func env(extra ...string) []string {
-	return append([]string{"JWT_SECRET=" + secret, "DEMO_USER=true", "SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}, extra...)
+// env is the whole environment of service ("auth", "hello" or "monolith"):
+// its keys and quick shutdowns. auth and the monolith sign tokens with the
+// private key and log in the demo user; hello only verifies, with the
+// public key (it refuses a private key).
+func env(service string, extra ...string) []string {
+	e := []string{"SHUTDOWN_DRAIN=0s", "SHUTDOWN_TIMEOUT=5s"}
+	if service == "hello" {
+		e = append(e, "JWT_PUBLIC_KEYS_FILE="+keys.Public)
+	} else {
+		e = append(e, "JWT_PRIVATE_KEY_FILE="+keys.Private, "DEMO_USER=true")
+	}
+	return append(e, extra...)
 }
 
 func start(t *testing.T, name string, environ []string, args ...string) *testbin.Process {
@@ -95,7 +116,7 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	s := &stack{auth: start(t, "auth", env()), hello: start(t, "hello", env())}
+	s := &stack{auth: start(t, "auth", env("auth")), hello: start(t, "hello", env("hello"))}
 	s.edge = startFrontend(t, []string{s.auth.HTTP}, []string{s.hello.HTTP})
 	return s
 }
@@ -116,11 +137,22 @@ func TestThroughTheEdge(t *testing.T) {
 	tok := login(t, e)
 
 	t.Run("token", func(t *testing.T) {
-		forged := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		claims := jwt.MapClaims{
 			"iss": "auth.service", "aud": "app", "sub": "user",
 			"iat": time.Now().Unix(), "nbf": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(),
-		})
-		forgedTok, err := forged.SignedString([]byte("not-the-secret-0123456789abcdef0123"))
+		}
+		forgedHS256, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("not-the-secret-0123456789abcdef0123"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Signed with another Ed25519 key under auth's key ID.
+		_, other, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+		forged.Header["kid"] = signing.ID
+		forgedEdDSA, err := forged.SignedString(other)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +163,8 @@ func TestThroughTheEdge(t *testing.T) {
 		}{
 			{"token from auth", "/secure", "Bearer " + tok, http.StatusOK, true},
 			{"no token", "/secure", "", http.StatusUnauthorized, true},
-			{"forged token", "/secure", "Bearer " + forgedTok, http.StatusUnauthorized, true},
+			{"HS256 token", "/secure", "Bearer " + forgedHS256, http.StatusUnauthorized, true},
+			{"forged EdDSA token", "/secure", "Bearer " + forgedEdDSA, http.StatusUnauthorized, true},
 			{"tampered signature", "/secure", "Bearer " + tok[:len(tok)-4] + "abcd", http.StatusUnauthorized, true},
 			{"bad password", "/login", basicAuth("user", "wrong-guess-x1"), http.StatusUnauthorized, true},
 			{"no password", "/login", "", http.StatusUnauthorized, true},
@@ -179,6 +212,30 @@ func TestThroughTheEdge(t *testing.T) {
 		if a.code != http.StatusPermanentRedirect || a.header.Get("Location") != "https://localhost/secure?x=1" {
 			t.Errorf("GET %s/secure?x=1 = %d to %q, want 308 to https://localhost/secure?x=1", e.HTTPURL, a.code, a.header.Get("Location"))
 		}
+	})
+
+	t.Run("JWKS", func(t *testing.T) {
+		a := call(t, e.Client, newRequest(t, "GET", e.URL+"/.well-known/jwks.json"))
+		if a.code != http.StatusOK || a.header.Get("Content-Type") != "application/json" || a.header.Get("Cache-Control") != "public, max-age=300" {
+			t.Fatalf("GET /.well-known/jwks.json = %d, Content-Type %q, Cache-Control %q, want 200, application/json, public, max-age=300 (auth's)",
+				a.code, a.header.Get("Content-Type"), a.header.Get("Cache-Control"))
+		}
+		published, err := token.ParsePublicKeys([]byte(a.raw))
+		if err != nil {
+			t.Fatalf("GET /.well-known/jwks.json = %q: %v", a.raw, err)
+		}
+		if len(published) != 1 || published[0].ID != signing.ID {
+			t.Errorf("GET /.well-known/jwks.json = %q, want auth's key %s alone", a.raw, signing.ID)
+		}
+		// The keys verify the token auth issued, as a gateway would.
+		v, err := token.NewVerifier(published, token.Options{Issuer: "auth.service", Audience: "app", TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := v.Verify(tok); err != nil || c.Subject != "user" {
+			t.Errorf("verifying auth's token with the published keys: %v, %v; want the claims of user", c, err)
+		}
+		checkSecurityHeaders(t, "GET /.well-known/jwks.json", a)
 	})
 
 	t.Run("TLS versions", func(t *testing.T) {
@@ -251,7 +308,7 @@ func TestThroughTheEdge(t *testing.T) {
 // TestSecureMonolith is test 4: the monolith behind proxy.conf.template, the
 // secure-monolith pod's sidecar.
 func TestSecureMonolith(t *testing.T) {
-	m := start(t, "monolith", env())
+	m := start(t, "monolith", env("monolith"))
 	e := edgetest.Start(t, edgetest.ReadConfig(t, "proxy.conf.template"), edge.Params{Monolith: []string{m.HTTP}})
 	tok := login(t, e)
 	req := newRequest(t, "GET", e.URL+"/secure")
@@ -279,8 +336,8 @@ func TestZeroDowntimeRestart(t *testing.T) {
 		duration = 10 * time.Second
 		drain    = 3 * time.Second // SHUTDOWN_DRAIN: shorter than the default 5s, to fit the run
 	)
-	helloEnv := env("SHUTDOWN_DRAIN=" + drain.String())
-	auth := start(t, "auth", env())
+	helloEnv := env("hello", "SHUTDOWN_DRAIN="+drain.String())
+	auth := start(t, "auth", env("auth"))
 	old, other := start(t, "hello", helloEnv), start(t, "hello", helloEnv)
 	e := startFrontend(t, []string{auth.HTTP}, []string{old.HTTP, other.HTTP})
 
@@ -346,6 +403,39 @@ func TestZeroDowntimeRestart(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("nginx error log:\n%s", e.ErrorLog())
+	}
+}
+
+// TestLoadFromOneAddress checks that the edge's per-client limits leave
+// room for the project's load test from one address: cmd/rollout's core at
+// 200 requests/s for /secure, with connections kept alive and with a new
+// TLS connection per request, against a hello slowed by 200 ms (about 40
+// requests in progress; limit_conn allows 128, which a CPU-starved run,
+// with its slower answers, also needs). No request may fail, a 429
+// included.
+func TestLoadFromOneAddress(t *testing.T) {
+	auth := start(t, "auth", env("auth"))
+	hello := start(t, "hello", env("hello", "FAULT=latency=200ms"))
+	e := startFrontend(t, []string{auth.HTTP}, []string{hello.HTTP})
+	tok := login(t, e)
+	for _, keepAlive := range []bool{true, false} {
+		var out strings.Builder
+		rep, err := rollout.Run(t.Context(), &out, rollout.Options{
+			URL: e.URL + "/secure", Rate: 200, Duration: 3 * time.Second, Timeout: 5 * time.Second,
+			Header:            http.Header{"Authorization": {"Bearer " + tok}},
+			DisableKeepAlives: !keepAlive,
+			Transport:         rollout.NewTransport(&tls.Config{RootCAs: e.CA}),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		report := fmt.Sprintf("load from one address through the edge, keep-alive %v: %d requests at %.0f/s, %d connections, p50 %v, p99 %v, %d failed (%d 4xx)",
+			keepAlive, rep.Requests, rep.Rate, rep.Connections, rep.P50, rep.P99, rep.Failures.Total(), rep.Failures.Status4xx)
+		t.Log(report)
+		fmt.Println(report)
+		if rep.Failures.Total() > 0 {
+			t.Errorf("%s; errors %q\n%s", report, rep.Errors, out.String())
+		}
 	}
 }
 

@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,27 +22,11 @@ import (
 // their paths and the key.
 func KeyFiles(tb testing.TB) (private, public string, key token.Key) {
 	tb.Helper()
-	key, err := token.GenerateEd25519()
+	f, key, err := token.WriteKeyPair(tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	priv, err := token.MarshalPrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pub, err := token.MarshalPublicKeys([]token.Key{key})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dir := tb.TempDir()
-	private, public = filepath.Join(dir, "jwt-private.pem"), filepath.Join(dir, "jwt-public.pem")
-	if err := os.WriteFile(private, priv, 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(public, pub, 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return private, public, key
+	return f.Private, f.Public, key
 }
 
 // Running is a service started by Start.
