@@ -25,28 +25,25 @@
 //   - Each new TCP connection goes to a node that is healthy now (round
 //     robin here; the clouds hash the 5-tuple, which spreads connections the
 //     same way). A connection stays on its node for its whole life.
-//   - No healthy node: GKE and AWS NLB "fail open" and send new connections
-//     to every node (GKE: "When all backend VMs are unhealthy, the load
-//     balancer distributes new connections among all backends as a last
-//     resort", cloud.google.com/load-balancing/docs/network/
-//     ext-netlb-traffic-distribution; target pools likewise spread to "all
-//     instances when no instance is healthy", the targetPools API's
-//     failoverRatio; AWS: "If all targets fail health checks at the same
-//     time in all enabled Availability Zones, the load balancer fails
-//     open", docs.aws.amazon.com/elasticloadbalancing/latest/network/
-//     target-group-health-checks.html). The Classic ELB documents no fail
-//     open (its HTTP listeners answer 503 with no healthy instance), so its
-//     profile refuses new connections then.
+//   - No healthy node: GKE and AWS NLB "fail open" and spread new
+//     connections over every node as a last resort (GKE's external
+//     passthrough NLB: cloud.google.com/load-balancing/docs/network/
+//     ext-netlb-traffic-distribution; target pools: the targetPools API's
+//     failoverRatio, "force" mode; AWS NLB: docs.aws.amazon.com/
+//     elasticloadbalancing/latest/network/target-group-health-checks.html).
+//     The Classic ELB documents no fail open (its HTTP listeners answer 503
+//     without a healthy instance), so its profile refuses new connections
+//     then.
 //   - Open connections when a node turns unhealthy: GKE keeps them
-//     (connectionPersistenceOnUnhealthyBackends DEFAULT_FOR_PROTOCOL: TCP
-//     connections persist); the AWS NLB resets them
-//     (target_health_state.unhealthy.connection_termination.enabled,
-//     default true: "the load balancer sends a TCP RST for packets received
-//     on the client connections associated with the target"), and so does a
-//     Classic ELB without connection draining ("the load balancer closes
-//     connections to deregistered or unhealthy instances"), which the
-//     in-tree controller leaves off unless the Service's annotation
-//     aws-load-balancer-connection-draining-enabled says otherwise.
+//     (connectionPersistenceOnUnhealthyBackends, default
+//     DEFAULT_FOR_PROTOCOL: TCP connections persist). The AWS NLB resets
+//     them (target group attribute
+//     target_health_state.unhealthy.connection_termination.enabled, default
+//     true), and a Classic ELB closes them unless connection draining is on:
+//     off by default for an ELB made through the API, and the in-tree
+//     controller sets it only from the Service's
+//     aws-load-balancer-connection-draining-enabled annotation (ELB docs,
+//     "Configure connection draining"; cloud-provider-aws).
 //
 // The profiles' figures and where they come from (interval, timeout,
 // unhealthy and healthy thresholds):
