@@ -46,6 +46,9 @@ func TestMain(m *testing.M) {
 	if configuredDir != "" {
 		os.RemoveAll(configuredDir)
 	}
+	if keysBuild.dir != "" {
+		os.RemoveAll(keysBuild.dir)
+	}
 	os.Exit(code)
 }
 
