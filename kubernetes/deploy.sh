@@ -30,7 +30,8 @@ readonly PUBLIC_SECRET=jwt-public-keys  # key jwt-public.pem: every service
 readonly USERS_SECRET=users             # key users: auth with components/users-file
 # The files in keys/ (KEYS_DIR) that cmd/keys writes.
 readonly PRIVATE_KEY=jwt-private.pem PUBLIC_KEYS=jwt-public.pem NEXT_KEY=jwt-next.pem USERS_KEY=users
-# When the current signing key began to sign: retire waits TOKEN_TTL after it.
+# When the current signing key began to sign, in seconds since 1970 (date
+# +%s, the same on GNU and BSD): retire waits TOKEN_TTL after it.
 readonly SIGNING_SINCE=ud615.example.com/signing-since
 readonly PROXY_CONF=nginx-proxy-conf  # key proxy.conf.template (pods/secure-monolith.yaml)
 # The images built here (the Makefile's BINARIES), under one registry; the
@@ -301,7 +302,7 @@ rotate_promote() {
 	kid=$(kid_with "accepted, signs")
 	local t0=$SECONDS
 	upload_signing_key
-	kc annotate secret "$SIGNING_SECRET" --overwrite "$SIGNING_SINCE=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >/dev/null
+	kc annotate secret "$SIGNING_SECRET" --overwrite "$SIGNING_SINCE=$(date -u +%s)" >/dev/null
 	say "uploaded signing key $kid; waiting until every pod that signs uses it"
 	wait_reloaded "app in (auth,monolith)" "\"signing\":\"$kid\"" $t0
 	say "new tokens are signed with $kid; the old key's stay valid. Next, after TOKEN_TTL: make rotate STEP=retire"
@@ -313,10 +314,11 @@ rotate_retire() {
 	since=$(kc get secret "$SIGNING_SECRET" --output "jsonpath={.metadata.annotations.${SIGNING_SINCE//./\\.}}")
 	ttl=$(token_ttl)
 	if [[ -n $since ]]; then
-		until=$(($(date -u -d "$since" +%s) + ttl + 30)) # + the verifiers' 30 s leeway
+		[[ $since =~ ^[0-9]+$ ]] || die "secret/$SIGNING_SECRET annotation $SIGNING_SINCE=$since: want seconds since 1970"
+		until=$((since + ttl + 30)) # + the verifiers' 30 s leeway
 		now=$(date -u +%s)
 		if ((now < until)) && [[ -z ${FORCE:-} ]]; then
-			die "tokens signed with the old key until $since stay valid for TOKEN_TTL (${ttl}s) + 30 s: retire after $(date -u -d "@$until" +%H:%M:%SZ), in $((until - now))s (FORCE=1 retires now; the old key's tokens are then refused with 401)"
+			die "tokens signed with the old key until promote, $((now - since))s ago, stay valid for TOKEN_TTL (${ttl}s) + 30 s: retire after that, in $((until - now))s (FORCE=1 retires now; the old key's tokens are then refused with 401)"
 		fi
 	fi
 	keys retire -dir "$KEYS_DIR"
