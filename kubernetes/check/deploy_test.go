@@ -33,6 +33,26 @@ for a in "$@"; do
 	--from-file=*=*) p=${a#--from-file=}; p=${p#*=}; line+="size=$(wc -c <"$p" | tr -d ' ')"$'\037' ;;
 	esac
 done
+# With FAKE_STATE, Secrets live there as files, one per Secret (its one
+# key), written by create --dry-run (which the scripts pipe to apply).
+if [[ -n ${FAKE_STATE:-} ]]; then
+	case " $* " in
+	*" create secret generic "*" --dry-run=client "*)
+		prev= name=
+		for a in "$@"; do
+			[[ $prev == generic ]] && name=$a
+			case $a in --from-file=*=*) p=${a#--from-file=}; cp "${p#*=}" "$FAKE_STATE/$name" ;; esac
+			prev=$a
+		done ;;
+	*" annotate secret "*) for a in "$@"; do case $a in *=*) echo "${a#*=}" >"$FAKE_STATE/$5.since" ;; esac; done ;;
+	*" get secret "*" --output name"*) [[ -f $FAKE_STATE/$5 ]] && echo "secret/$5"; printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; exit 0 ;;
+	*" get secret "*"jsonpath={.data."*) base64 <"$FAKE_STATE/$5" | tr -d '\n'; printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; exit 0 ;;
+	*" get secret "*"jsonpath={.metadata.annotations."*) cat "$FAKE_STATE/$5.since" 2>/dev/null; printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; exit 0 ;;
+	*" get pods "*"jsonpath="*) printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; echo "auth-0 auth"; [[ $* == *hello* ]] && echo "hello-0 hello"; exit 0 ;;
+	*" get deployment auth "*) printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; echo -n "${FAKE_TOKEN_TTL:-}"; exit 0 ;;
+	*" logs "*) printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; CHECK_RELOAD_HELPER=1 exec "$FAKE_KUSTOMIZE" "$FAKE_STATE" "$6" ;;
+	esac
+fi
 case " $* " in
 *" kustomize "*) printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; shift; CHECK_KUSTOMIZE_HELPER=1 exec "$FAKE_KUSTOMIZE" "$@" ;;
 *" apply "*" -f - "*) line+="stdin=$(grep -h '^kind:' | tr '\n' ' ')"$'\037' ;;
