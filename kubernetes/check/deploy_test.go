@@ -496,7 +496,9 @@ func TestDeploy(t *testing.T) {
 			t.Fatalf("deploy.sh deploy local (%q) on a cluster without keys made none in keys/: %v", tt.env, err)
 		}
 		checkSecretCalls(t, calls, private)
-		if !slices.ContainsFunc(calls, func(args []string) bool { return slices.Contains(args, "jwt-signing-key") && slices.Contains(args, "create") }) {
+		if !slices.ContainsFunc(calls, func(args []string) bool {
+			return slices.Contains(args, "jwt-signing-key") && slices.Contains(args, "create")
+		}) {
 			t.Errorf("deploy.sh deploy local (%q) on a cluster without keys uploaded no jwt-signing-key", tt.env)
 		}
 		var labelled []string
