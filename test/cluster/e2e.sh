@@ -501,12 +501,13 @@ rejections() {
 	done
 }
 
-# unknown_key_rejections prints the sum of token_rejections_total{reason="unknown_key"}.
+# unknown_key_rejections prints the sum of token_rejections_total{reason="unknown_key",…}
+# (the services add a service label).
 unknown_key_rejections() {
 	local pod n=0
 	for pod in $(kubectl get pods -l 'app in (auth,hello,monolith)' --field-selector=status.phase=Running -o 'jsonpath={.items[*].metadata.name}'); do
 		n=$((n + $(kubectl get --raw "/api/v1/namespaces/$NS/pods/$pod:8081/proxy/metrics" |
-			awk '/^token_rejections_total\{reason="unknown_key"\}/ {n += $NF} END {printf "%d", n}')))
+			awk '/^token_rejections_total\{/ && /reason="unknown_key"/ {n += $NF} END {printf "%d", n}')))
 	done
 	echo $n
 }
