@@ -54,7 +54,7 @@ GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs keys rotate-keys users-file up edge-e2e set-registry secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
+.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs keys rotate-keys rotate users-file up edge-e2e set-registry secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
 
 help: ## list the targets, and the settings they will use
 	@echo 'Usage: make TARGET [SETTING=value ...]'
@@ -119,14 +119,15 @@ certs: ## write a CA and a localhost certificate into tls/ (FORCE=1 replaces the
 	go run ./cmd/certgen -out tls $(if $(FORCE),-force) $(if $(HOSTS),-hosts $(HOSTS))
 
 # Token keys: Ed25519, auth signs with keys/jwt-private.pem, every service
-# accepts keys/jwt-public.pem. `make secrets` uploads them.
+# accepts keys/jwt-public.pem. `make secrets` uploads them once; `make rotate`
+# rotates them on the cluster.
 KEYS_DIR ?= keys
 
 keys: ## write the token signing key pair into keys/ (KEYS_DIR; FORCE=1 replaces it, logging everyone out)
 	go run ./cmd/keys gen -dir $(KEYS_DIR) $(if $(FORCE),-force)
 
-rotate-keys: ## one step of a key rotation in keys/: STEP=add, then promote, then retire; make secrets after each
-	@case "$(STEP)" in add|promote|retire) ;; *) echo "usage: make rotate-keys STEP=add|promote|retire (in this order, make secrets and wait after each)"; exit 2;; esac
+rotate-keys: ## one step of a key rotation in keys/ only: STEP=add, then promote, then retire (make rotate does it on the cluster)
+	@case "$(STEP)" in add|promote|retire) ;; *) echo "usage: make rotate-keys STEP=add|promote|retire (in this order; make rotate STEP=... also uploads and waits)"; exit 2;; esac
 	go run ./cmd/keys $(STEP) -dir $(KEYS_DIR)
 	go run ./cmd/keys list -dir $(KEYS_DIR)
 
@@ -201,11 +202,14 @@ test-containers: ## build the images with podman, check them, make push them to 
 set-registry: ## point every manifest under kubernetes/ at REGISTRY, where make push put the images (git diff kubernetes/ shows it)
 	kubernetes/deploy.sh set-registry "$(REGISTRY)"
 
-secrets: ## make the signing key (once, never replaced) and the lessons' TLS Secret and proxy ConfigMap in the current kubectl context
-	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh secrets
+secrets: ## upload the token keys (made once in keys/, never replaced), keys/users if present, the lessons' TLS Secret and proxy ConfigMap, in the current kubectl context
+	NAMESPACE=$(NAMESPACE) KEYS_DIR=$(KEYS_DIR) kubernetes/deploy.sh secrets
+
+rotate: ## rotate the token keys on the cluster, no one logged out: STEP=add, promote, retire (each: keys/, upload, wait for every pod)
+	NAMESPACE=$(NAMESPACE) KEYS_DIR=$(KEYS_DIR) FORCE=$(FORCE) kubernetes/deploy.sh rotate "$(STEP)"
 
 deploy: ## deploy auth, hello and the frontend through kubernetes/overlays/$(OVERLAY) (gke, eks, local) to the current kubectl context
-	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh deploy "$(OVERLAY)"
+	NAMESPACE=$(NAMESPACE) KEYS_DIR=$(KEYS_DIR) kubernetes/deploy.sh deploy "$(OVERLAY)"
 
 undeploy: ## delete what deploy made (OVERLAY as for deploy), with its Secrets and ConfigMaps
 	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh undeploy "$(OVERLAY)"

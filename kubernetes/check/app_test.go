@@ -1,6 +1,7 @@
 package check
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -16,6 +17,8 @@ import (
 
 	"example.com/app/internal/config"
 	"example.com/app/internal/health"
+	"example.com/app/internal/token"
+	"example.com/app/internal/user"
 )
 
 // makefile returns the Makefile's default registry (REGISTRY ?= ...) and its
@@ -118,7 +121,7 @@ func TestAppSettings(t *testing.T) {
 	for _, ac := range appContainers(t) {
 		t.Run(ac.pod.file+"/"+ac.c.Name, func(t *testing.T) {
 			c := ac.c
-			cfg := parseConfig(t, c, nil)
+			cfg := parseConfig(t, ac, nil)
 			if cfg.Dev {
 				t.Error("dev mode is on")
 			}
@@ -185,7 +188,7 @@ func TestTutorialFault(t *testing.T) {
 	}
 	for _, ac := range appContainers(t) {
 		if ac.pod.owner == "Deployment/"+m[1] {
-			cfg := parseConfig(t, ac.c, map[string]string{"FAULT": m[2]})
+			cfg := parseConfig(t, ac, map[string]string{"FAULT": m[2]})
 			if cfg.Fault == (config.Config{}).Fault {
 				t.Errorf("FAULT=%s parsed as no fault", m[2])
 			}
@@ -195,27 +198,126 @@ func TestTutorialFault(t *testing.T) {
 	t.Errorf("docs/tutorial.md sets FAULT on deployment/%s, which runs no app container", m[1])
 }
 
-// parseConfig runs config.Parse on a container's environment plus extra.
-// Values from Secrets are stand-ins of the right size.
-func parseConfig(t *testing.T, c corev1.Container, extra map[string]string) *config.Config {
+// serviceNeeds is what each binary asks config.Parse for (the Needs in
+// auth/main.go, hello/main.go, monolith/main.go): parsed with another's,
+// hello would be asked for a private key, or a private key on hello would
+// pass unnoticed.
+var serviceNeeds = map[string]config.Needs{
+	"auth":     config.Login,
+	"hello":    0,
+	"monolith": config.Login | config.DevMode,
+}
+
+// keyFiles are the settings that name a file, the Secret that must hold
+// it, and a stand-in of the right kind.
+var keyFiles = map[string]struct {
+	secret  string
+	content func(t *testing.T) []byte
+}{
+	"JWT_PRIVATE_KEY_FILE": {"jwt-signing-key", func(t *testing.T) []byte {
+		b, err := token.MarshalPrivateKey(standInKey(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}},
+	"JWT_PUBLIC_KEYS_FILE": {"jwt-public-keys", func(t *testing.T) []byte {
+		b, err := token.MarshalPublicKeys([]token.Key{standInKey(t).Public()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}},
+	"USERS_FILE": {"users", func(t *testing.T) []byte {
+		h, err := user.Hash("stand-in password")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []byte("alice:" + h + "\n")
+	}},
+}
+
+func standInKey(t *testing.T) token.Key {
 	t.Helper()
+	k, err := token.GenerateEd25519()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// parseConfig runs config.Parse, with the Needs of the container's service,
+// on its environment plus extra. A setting naming a key or users file must
+// name a file in a directory mount (no subPath: the file would never be
+// updated) of the Secret that holds it; a stand-in file takes its place.
+func parseConfig(t *testing.T, ac appContainer, extra map[string]string) *config.Config {
+	t.Helper()
+	c := ac.c
+	needs, ok := serviceNeeds[ac.binary]
+	if !ok {
+		t.Fatalf("no Needs known for binary %s: add it to serviceNeeds", ac.binary)
+	}
+	dir := t.TempDir()
 	env := map[string]string{}
 	for _, e := range c.Env {
 		switch {
 		case e.ValueFrom == nil:
 			env[e.Name] = e.Value
 		case e.ValueFrom.SecretKeyRef != nil:
-			env[e.Name] = strings.Repeat("k", 64) // deploy.sh makes 64 bytes
+			t.Errorf("env %s from secret %s: keys come as files (the *_FILE settings), never in the environment", e.Name, e.ValueFrom.SecretKeyRef.Name)
 		}
 	}
 	for k, v := range extra {
 		env[k] = v
 	}
-	cfg, err := config.Parse([]string{c.Name}, func(k string) string { return env[k] }, io.Discard, config.Login|config.DevMode)
+	for name, f := range keyFiles {
+		path, ok := env[name]
+		if !ok {
+			continue
+		}
+		secret, err := mountedSecret(ac.pod, c, path)
+		if err != nil {
+			t.Errorf("env %s=%s: %v", name, path, err)
+		} else if secret != f.secret {
+			t.Errorf("env %s=%s: a file of secret %s, want secret %s", name, path, secret, f.secret)
+		}
+		standIn := filepath.Join(dir, name)
+		if err := os.WriteFile(standIn, f.content(t), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env[name] = standIn
+	}
+	cfg, err := config.Parse([]string{c.Name}, func(k string) string { return env[k] }, io.Discard, needs)
 	if err != nil {
-		t.Fatalf("config.Parse with the container's environment: %v", err)
+		t.Fatalf("config.Parse with the container's environment (as %s): %v", ac.binary, err)
 	}
 	return cfg
+}
+
+// mountedSecret returns the Secret whose directory mount in c holds the
+// file path, under its own key name.
+func mountedSecret(p pod, c corev1.Container, path string) (string, error) {
+	for _, m := range c.VolumeMounts {
+		if filepath.Dir(path) != filepath.Clean(m.MountPath) {
+			continue
+		}
+		if m.SubPath != "" || m.SubPathExpr != "" {
+			return "", fmt.Errorf("mounted with subPath: the file is never updated, so a rotation would not reach it")
+		}
+		for _, v := range p.spec.Volumes {
+			if v.Name != m.Name {
+				continue
+			}
+			if v.Secret == nil {
+				return "", fmt.Errorf("volume %s is not a Secret", v.Name)
+			}
+			if len(v.Secret.Items) > 0 {
+				return "", fmt.Errorf("volume %s lists items: mount the whole Secret", v.Name)
+			}
+			return v.Secret.SecretName, nil
+		}
+	}
+	return "", fmt.Errorf("no volume is mounted at %s", filepath.Dir(path))
 }
 
 func deref64(p *int64, def int64) int64 {

@@ -4,19 +4,21 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/kustomize/api/types"
+
+	"example.com/app/internal/token"
 )
 
 // fakeKubectl stands in for kubectl and a cluster where nothing exists
-// yet (or, with FAKE_JWT_EXISTS set, only the JWT Secret). It logs each
+// yet (or only the Secrets FAKE_SECRETS names, space-separated). It logs each
 // call's arguments (each followed by 0x1f, one call a line) with, for each
 // --from-file=KEY=PATH, the file's size, and for apply the kinds it read
 // on stdin. `kustomize` renders with the test binary (TestMain), the same
@@ -31,6 +33,26 @@ for a in "$@"; do
 	--from-file=*=*) p=${a#--from-file=}; p=${p#*=}; line+="size=$(wc -c <"$p" | tr -d ' ')"$'\037' ;;
 	esac
 done
+# With FAKE_STATE, Secrets live there as files, one per Secret (its one
+# key), written by create --dry-run (which the scripts pipe to apply).
+if [[ -n ${FAKE_STATE:-} ]]; then
+	case " $* " in
+	*" create secret generic "*" --dry-run=client "*)
+		prev= name=
+		for a in "$@"; do
+			[[ $prev == generic ]] && name=$a
+			case $a in --from-file=*=*) p=${a#--from-file=}; cp "${p#*=}" "$FAKE_STATE/$name" ;; esac
+			prev=$a
+		done ;;
+	*" annotate secret "*) for a in "$@"; do case $a in *=*) echo "${a#*=}" >"$FAKE_STATE/$5.since" ;; esac; done ;;
+	*" get secret "*" --output name"*) [[ -f $FAKE_STATE/$5 ]] && echo "secret/$5"; printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; exit 0 ;;
+	*" get secret "*"jsonpath={.data."*) base64 <"$FAKE_STATE/$5" | tr -d '\n'; printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; exit 0 ;;
+	*" get secret "*"jsonpath={.metadata.annotations."*) cat "$FAKE_STATE/$5.since" 2>/dev/null; printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; exit 0 ;;
+	*" get pods "*"jsonpath="*) printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; echo "auth-0 auth"; [[ $* == *hello* ]] && echo "hello-0 hello"; exit 0 ;;
+	*" get deployment auth "*) printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; echo -n "${FAKE_TOKEN_TTL:-}"; exit 0 ;;
+	*" logs "*) printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; CHECK_RELOAD_HELPER=1 exec "$FAKE_KUSTOMIZE" "$FAKE_STATE" "$6" ;;
+	esac
+fi
 case " $* " in
 *" kustomize "*) printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; shift; CHECK_KUSTOMIZE_HELPER=1 exec "$FAKE_KUSTOMIZE" "$@" ;;
 *" apply "*" -f - "*) line+="stdin=$(grep -h '^kind:' | tr '\n' ' ')"$'\037' ;;
@@ -39,7 +61,7 @@ printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG" # one write: the two ends of a pipe 
 case " $* " in
 *" apply "*) echo "object/fake configured" ;;
 *" --dry-run=client "*) for a in "$@"; do case $a in secret) echo "kind: Secret"; break ;; configmap) echo "kind: ConfigMap"; break ;; esac; done ;;
-*" get secret "*) if [[ -n ${FAKE_JWT_EXISTS:-} ]]; then echo secret/jwt-secret; fi ;;
+*" get secret "*) for s in ${FAKE_SECRETS:-}; do case " $* " in *" $s "*) echo "secret/$s" ;; esac; done ;;
 *" rollout status "*) if [[ -n ${FAKE_PODS:-} ]]; then echo "Waiting for rollout to finish: 0 of 1 updated replicas are available..."; else echo "deployment successfully rolled out"; fi ;;
 *" get deployment "*) echo -n "app=hello,track=stable," ;;
 *" get pods "*) for a in "$@"; do case $a in go-template-file=*) CHECK_TEMPLATE_HELPER=1 exec "$FAKE_KUSTOMIZE" "${a#go-template-file=}" <"$FAKE_PODS" ;; esac; done ;;
@@ -68,7 +90,8 @@ func fakeCluster(t *testing.T, root string, env []string, args ...string) (calls
 		t.Fatal(err)
 	}
 	log := filepath.Join(dir, "log")
-	env = append([]string{"KUBECTL=" + kubectl, "FAKE_KUBECTL_LOG=" + log, "FAKE_KUSTOMIZE=" + self}, env...)
+	env = append([]string{"KUBECTL=" + kubectl, "FAKE_KUBECTL_LOG=" + log, "FAKE_KUSTOMIZE=" + self,
+		"KEYS_CMD=" + keysCommand(t), "KEYS_DIR=" + filepath.Join(dir, "keys")}, env...)
 	out, err = runDeploySh(root, env, args...)
 	data, rerr := os.ReadFile(log)
 	if rerr != nil && !os.IsNotExist(rerr) {
@@ -80,15 +103,41 @@ func fakeCluster(t *testing.T, root string, env []string, args ...string) (calls
 	return calls, out, err
 }
 
+// keysCommand returns cmd/keys, built once: deploy.sh runs it to make the
+// token keys (KEYS_CMD), as make keys does.
+func keysCommand(t *testing.T) string {
+	t.Helper()
+	keysBuild.Do(func() {
+		keysBuild.dir, keysBuild.err = os.MkdirTemp("", "check-keys-")
+		if keysBuild.err != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(keysBuild.dir, "keys"), "./cmd/keys")
+		cmd.Dir = repoDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			keysBuild.err = fmt.Errorf("go build ./cmd/keys: %w\n%s", err, out)
+		}
+	})
+	if keysBuild.err != nil {
+		t.Fatal(keysBuild.err)
+	}
+	return filepath.Join(keysBuild.dir, "keys")
+}
+
+var keysBuild struct {
+	sync.Once
+	dir string
+	err error
+}
+
 // runSecrets runs `deploy.sh secrets` against the fake kubectl, in a copy
-// of the repository; the paths it returns are the repository's.
-func runSecrets(t *testing.T, jwtExists bool) (created, [][]string) {
+// of the repository, with keys in keysDir (made there if it is empty) and
+// the Secrets cluster names existing; the paths it returns are the
+// repository's.
+func runSecrets(t *testing.T, keysDir string, cluster ...string) (created, [][]string) {
 	t.Helper()
 	root := repoCopy(t)
-	env := []string{"NAMESPACE=test"}
-	if jwtExists {
-		env = append(env, "FAKE_JWT_EXISTS=1")
-	}
+	env := []string{"NAMESPACE=test", "KEYS_DIR=" + keysDir, "FAKE_SECRETS=" + strings.Join(cluster, " ")}
 	calls, out, err := fakeCluster(t, root, env, "secrets")
 	if err != nil {
 		t.Fatalf("deploy.sh secrets: %v\n%s", err, out)
@@ -143,7 +192,10 @@ func deployScriptCreates(t *testing.T) created {
 	secretsRun.Lock()
 	defer secretsRun.Unlock()
 	if secretsRun.got == nil {
-		got, _ := runSecrets(t, false)
+		// With a users file: what components/users-file mounts.
+		keysDir := t.TempDir()
+		writeUsersFile(t, keysDir)
+		got, _ := runSecrets(t, keysDir)
 		base := filepath.Join(kubeDir, "base")
 		k := readKustomization(t, base)
 		add := func(kind string, g types.GeneratorArgs) {
@@ -168,35 +220,107 @@ func deployScriptCreates(t *testing.T) created {
 	return secretsRun.got
 }
 
-// TestDeployScriptSecrets checks what `make secrets` creates: the TLS pair
-// without the CA's key and nginx/proxy.conf.template for the lessons' pods, applied
-// server-side; a JWT key long enough for the services, made with kubectl
-// create (apply would copy it into an annotation); and no new JWT key when
-// one exists.
+// TestDeployScriptSecrets checks what `make secrets` creates: the token
+// keys, made by cmd/keys in keys/ when neither keys/ nor the cluster has
+// them, the private key in its own Secret; keys/users when present; the
+// TLS pair without the CA's key and nginx/proxy.conf.template for the
+// lessons' pods. Every Secret is created or applied server-side, never
+// client-side (which copies the data into the last-applied-configuration
+// annotation), no key shows in any argument, and existing keys are kept.
 func TestDeployScriptSecrets(t *testing.T) {
-	got, calls := runSecrets(t, false)
+	keysDir := t.TempDir()
+	got, calls := runSecrets(t, keysDir)
 	tls := got["secret/tls-certs"]
 	if tls == nil || !strings.HasSuffix(tls["cert.pem"], "/tls/cert.pem") || !strings.HasSuffix(tls["key.pem"], "/tls/key.pem") || len(tls) != 4 {
 		t.Errorf("secret/tls-certs keys %v, want exactly cert.pem and key.pem from tls/", tls)
 	}
-	jwt := got["secret/jwt-secret"]
-	if n, err := strconv.Atoi(jwt["JWT_SECRET size"]); err != nil || n < 32 {
-		t.Errorf("secret/jwt-secret key JWT_SECRET: %d bytes (%v), want at least 32", n, err)
+	for name, want := range map[string]string{"secret/jwt-signing-key": "jwt-private.pem", "secret/jwt-public-keys": "jwt-public.pem"} {
+		if keys := got[name]; keys[want] != filepath.Join(keysDir, want) || len(keys) != 2 {
+			t.Errorf("%s keys %v, want exactly %s from %s", name, keys, want, keysDir)
+		}
+	}
+	if _, ok := got["secret/users"]; ok {
+		t.Error("deploy.sh secrets without keys/users made secret/users")
+	}
+	private, err := os.ReadFile(filepath.Join(keysDir, "jwt-private.pem"))
+	if err != nil {
+		t.Fatalf("deploy.sh secrets made no key pair: %v", err)
+	}
+	k, err := token.ParsePrivateKey(private)
+	if err != nil {
+		t.Fatalf("keys/jwt-private.pem: %v", err)
+	}
+	public, err := os.ReadFile(filepath.Join(keysDir, "jwt-public.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks, err := token.ParsePublicKeys(public); err != nil || len(ks) != 1 || ks[0].ID != k.ID {
+		t.Errorf("keys/jwt-public.pem: %v, %v; want the signing key's public key", ks, err)
 	}
 	if p := got["configmap/nginx-proxy-conf"]["proxy.conf.template"]; !strings.HasSuffix(p, "nginx/proxy.conf.template") {
 		t.Errorf("configmap/nginx-proxy-conf from %q, want nginx/proxy.conf.template", p)
 	}
+	checkSecretCalls(t, calls, private)
+
+	// keys/users present: secret/users from it.
+	writeUsersFile(t, keysDir)
+	got, calls = runSecrets(t, keysDir)
+	if u := got["secret/users"]; u["users"] != filepath.Join(keysDir, "users") {
+		t.Errorf("deploy.sh secrets with keys/users: secret/users keys %v, want users from %s", u, keysDir)
+	}
+	checkSecretCalls(t, calls, private)
+
+	// Keys on the cluster: kept, whatever keys/ holds (here nothing: no new pair either).
+	empty := t.TempDir()
+	got, _ = runSecrets(t, empty, "jwt-signing-key", "jwt-public-keys")
+	for _, name := range []string{"secret/jwt-signing-key", "secret/jwt-public-keys"} {
+		if _, ok := got[name]; ok {
+			t.Errorf("deploy.sh secrets with the keys on the cluster made %s: it must keep them", name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(empty, "jwt-private.pem")); err == nil {
+		t.Error("deploy.sh secrets with the keys on the cluster made a key pair in keys/")
+	}
+	got, _ = runSecrets(t, keysDir, "jwt-signing-key", "jwt-public-keys")
+	if _, ok := got["secret/jwt-signing-key"]; ok {
+		t.Error("deploy.sh secrets with the keys on the cluster and in keys/ uploaded keys/: it must keep the cluster's")
+	}
+	// Half a pair on the cluster: refused, with what to do.
+	_, out, err := fakeCluster(t, repoCopy(t), []string{"NAMESPACE=test", "KEYS_DIR=" + keysDir, "FAKE_SECRETS=jwt-signing-key"}, "secrets")
+	if err == nil || !strings.Contains(out, "kubectl delete secret") {
+		t.Errorf("deploy.sh secrets with only jwt-signing-key on the cluster: error %v, output %q; want a refusal saying what to delete", err, out)
+	}
+}
+
+// checkSecretCalls checks that deploy.sh makes every Secret and ConfigMap
+// with create --dry-run=client piped to apply --server-side (or create
+// itself), never applies a Secret client-side, and never passes key
+// material in an argument (process list, annotations).
+func checkSecretCalls(t *testing.T, calls [][]string, private []byte) {
+	t.Helper()
+	var body []string // the PEM's base64 lines
+	for line := range strings.Lines(string(private)) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "-----") {
+			body = append(body, line)
+		}
+	}
+	if len(body) == 0 {
+		t.Fatal("no key material to look for")
+	}
 	for _, args := range calls {
-		if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--from-literal") }) {
-			t.Errorf("deploy.sh runs kubectl %q: a literal shows in the process list", args)
+		for _, a := range args {
+			for _, b := range body {
+				if strings.Contains(a, b) {
+					t.Errorf("deploy.sh runs kubectl %q: an argument holds the private key", args)
+				}
+			}
+		}
+		if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--from-literal") || a == "--save-config" }) {
+			t.Errorf("deploy.sh runs kubectl %q: a literal shows in the process list, --save-config writes the annotation", args)
 		}
 		create := slices.Index(args, "create")
 		switch {
-		case create >= 0 && slices.Contains(args, "jwt-secret"):
-			if slices.Contains(args, "--dry-run=client") {
-				t.Errorf("deploy.sh runs kubectl %q: want jwt-secret made by kubectl create itself, not rendered for apply", args)
-			}
-		case create >= 0 && (args[create+1] == "secret" || args[create+1] == "configmap"):
+		case create >= 0 && create+1 < len(args) && (args[create+1] == "secret" || args[create+1] == "configmap"):
 			if !slices.Contains(args, "--dry-run=client") {
 				t.Errorf("deploy.sh runs kubectl %q: want create --dry-run=client piped to apply --server-side", args)
 			}
@@ -206,10 +330,14 @@ func TestDeployScriptSecrets(t *testing.T) {
 			}
 		}
 	}
+}
 
-	again, _ := runSecrets(t, true)
-	if _, ok := again["secret/jwt-secret"]; ok {
-		t.Error("deploy.sh secrets with secret/jwt-secret present made a new one: it must keep the key")
+// writeUsersFile writes dir/users as make users-file does.
+func writeUsersFile(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command(keysCommand(t), "users", "-out", filepath.Join(dir, "users"), "-force")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("keys users: %v\n%s", err, out)
 	}
 }
 
@@ -342,7 +470,8 @@ func TestDeployExplains(t *testing.T) {
 // TestDeploy runs `make deploy` after make set-registry against the fake
 // kubectl: the generated TLS Secret is applied server-side (no key in an
 // annotation) and the rest client-side, as the tutorial's kubectl apply
-// commands expect; the JWT Secret is created, never applied; the namespace
+// commands expect; the token keys are made and applied server-side (no key
+// in an annotation), or kept when the cluster has them; the namespace
 // "default" (the context's, or none) is never relabelled, another one is
 // made to enforce the restricted profile.
 func TestDeploy(t *testing.T) {
@@ -357,18 +486,26 @@ func TestDeploy(t *testing.T) {
 		{[]string{"NAMESPACE=shop"}, "shop"},
 	}
 	for _, tt := range tests {
-		calls, out, err := fakeCluster(t, root, tt.env, "deploy", "local")
+		keysDir := t.TempDir()
+		calls, out, err := fakeCluster(t, root, append(tt.env, "KEYS_DIR="+keysDir), "deploy", "local")
 		if err != nil {
 			t.Fatalf("deploy.sh deploy local (%q): %v\n%s", tt.env, err, out)
+		}
+		private, err := os.ReadFile(filepath.Join(keysDir, "jwt-private.pem"))
+		if err != nil {
+			t.Fatalf("deploy.sh deploy local (%q) on a cluster without keys made none in keys/: %v", tt.env, err)
+		}
+		checkSecretCalls(t, calls, private)
+		if !slices.ContainsFunc(calls, func(args []string) bool {
+			return slices.Contains(args, "jwt-signing-key") && slices.Contains(args, "create")
+		}) {
+			t.Errorf("deploy.sh deploy local (%q) on a cluster without keys uploaded no jwt-signing-key", tt.env)
 		}
 		var labelled []string
 		applies := map[string]bool{}
 		for _, args := range calls {
 			if i := slices.Index(args, "label"); i >= 0 && i+2 < len(args) && args[i+1] == "namespace" {
 				labelled = append(labelled, args[i+2])
-			}
-			if slices.Contains(args, "jwt-secret") && slices.Contains(args, "create") && slices.Contains(args, "--dry-run=client") {
-				t.Errorf("deploy.sh runs kubectl %q: want jwt-secret made by kubectl create itself", args)
 			}
 			if i := slices.Index(args, "apply"); i >= 0 && slices.Contains(args, "-f") {
 				sel := ""
@@ -389,6 +526,16 @@ func TestDeploy(t *testing.T) {
 			if !applies[a] {
 				t.Errorf("deploy.sh deploy (%q): no kubectl apply %s (applies: %v)", tt.env, a, sortedKeys(applies))
 			}
+		}
+	}
+	// Keys on the cluster: a deploy never replaces them.
+	calls, out, err := fakeCluster(t, root, []string{"NAMESPACE=shop", "FAKE_SECRETS=jwt-signing-key jwt-public-keys"}, "deploy", "local")
+	if err != nil {
+		t.Fatalf("deploy.sh deploy local with keys on the cluster: %v\n%s", err, out)
+	}
+	for _, args := range calls {
+		if slices.Contains(args, "create") && (slices.Contains(args, "jwt-signing-key") || slices.Contains(args, "jwt-public-keys")) {
+			t.Errorf("deploy.sh deploy with the keys on the cluster ran kubectl %q: it must keep them", args)
 		}
 	}
 }

@@ -33,6 +33,7 @@ const placeholder = "ghcr.io/example/app"
 const (
 	kustomizeHelperEnv = "CHECK_KUSTOMIZE_HELPER"
 	templateHelperEnv  = "CHECK_TEMPLATE_HELPER"
+	reloadHelperEnv    = "CHECK_RELOAD_HELPER" // a pod's "keys reloaded" log line: rotate_test.go
 )
 
 func TestMain(m *testing.M) {
@@ -42,9 +43,15 @@ func TestMain(m *testing.M) {
 	if os.Getenv(templateHelperEnv) == "1" {
 		os.Exit(templateMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
+	if os.Getenv(reloadHelperEnv) == "1" {
+		os.Exit(reloadMain(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	code := m.Run()
 	if configuredDir != "" {
 		os.RemoveAll(configuredDir)
+	}
+	if keysBuild.dir != "" {
+		os.RemoveAll(keysBuild.dir)
 	}
 	os.Exit(code)
 }

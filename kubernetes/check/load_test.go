@@ -122,7 +122,8 @@ func splitDocs(file string, data []byte) ([]doc, error) {
 }
 
 // manifestFiles lists the object files under kubernetes/: every .yaml file
-// except the kustomizations (base/, overlays/), the patches and this module.
+// except the kustomizations (base/, overlays/), the patches, the components
+// (partial objects, checked rendered: TestUsersFileComponent) and this module.
 func manifestFiles() ([]string, error) {
 	var files []string
 	err := filepath.WalkDir(kubeDir, func(path string, d fs.DirEntry, err error) error {
@@ -132,7 +133,7 @@ func manifestFiles() ([]string, error) {
 		rel, _ := filepath.Rel(kubeDir, path) // path is under kubeDir
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if rel == "check" || rel == "patches" || strings.HasPrefix(d.Name(), ".") && rel != "." {
+			if rel == "check" || rel == "patches" || rel == "components" || strings.HasPrefix(d.Name(), ".") && rel != "." {
 				return filepath.SkipDir
 			}
 			return nil

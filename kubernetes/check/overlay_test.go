@@ -303,7 +303,7 @@ func checkTrustedProxies(t *testing.T, objs []object, want string) {
 
 // checkOverlayReferences checks that every ConfigMap and Secret a pod
 // mounts or reads is in the build (generated), with the keys it names, or
-// is jwt-secret, which deploy.sh makes.
+// is one deploy.sh makes (the token keys, users).
 func checkOverlayReferences(t *testing.T, objs []object, all []pod) {
 	t.Helper()
 	keys := map[string][]string{}
@@ -318,9 +318,9 @@ func checkOverlayReferences(t *testing.T, objs []object, all []pod) {
 	made := deployScriptCreates(t)
 	check := func(p pod, kind, name, key string) {
 		t.Helper()
-		if kind == "secret" && name == "jwt-secret" {
-			if _, ok := made["secret/jwt-secret"][key]; key != "" && !ok {
-				t.Errorf("%v: secret jwt-secret has no key %s", p, key)
+		if byScript, ok := made[kind+"/"+name]; ok && kind == "secret" {
+			if _, ok := byScript[key]; key != "" && !ok {
+				t.Errorf("%v: secret %s (made by deploy.sh) has no key %s", p, name, key)
 			}
 			return
 		}

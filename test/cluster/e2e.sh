@@ -24,7 +24,11 @@
 #   + canary      request; a canary next to the stable track answers about its
 #                 replica share (1 in 4) of new connections to the Service
 #   7 broken      a never-ready release stalls without losing capacity; undo recovers
-#   8 down        cluster down; no process, mount, link, rule or directory left
+#   8 rotation    the token keys rotated (make rotate STEP=add, promote, retire)
+#                 under load by clients logged in before, during and after it:
+#                 no failed request, no token rejected by any pod (their
+#                 /metrics), no restart; then the old key's token gets 401
+#   9 down        cluster down; no process, mount, link, rule or directory left
 #
 # Every kubectl and make command runs in a copy of the repository
 # ($CLUSTER_E2E_DIR/src: the tracked and untracked files, not tls/ or bin/),
@@ -100,8 +104,9 @@ step() {
 load_start() {
 	local name=$1
 	# timeout bounds it should load_stop never come; it passes SIGINT on.
-	timeout -s INT 600 "$E/rollout" -url "$(frontend_url)/secure" -cacert "$TLS_DIR/ca.pem" \
-		-login "$LOGIN" -rate "$RATE" -duration 0 >"$E/load-$name.log" 2>&1 &
+	# The login from the environment: an argument shows in the process list.
+	ROLLOUT_LOGIN=$LOGIN timeout -s INT 900 "$E/rollout" -url "$(frontend_url)/secure" -cacert "$TLS_DIR/ca.pem" \
+		-rate "$RATE" -duration 0 >"$E/load-$name.log" 2>&1 &
 	echo $! >"$E/load-$name.pid"
 	# Steady state first: the timeline shows the change against it.
 	sleep 5
@@ -485,6 +490,123 @@ bluegreen_canary() {
 	kubectl delete -f kubernetes/deployments/hello-canary.yaml
 }
 
+# rejections prints, per pod of auth, hello and the monolith, its
+# token_rejections_total summed over the reasons, read from the pod's
+# /metrics through the API server's pod proxy: "POD COUNT" lines.
+rejections() {
+	local pod
+	for pod in $(kubectl get pods -l 'app in (auth,hello,monolith)' --field-selector=status.phase=Running -o 'jsonpath={.items[*].metadata.name}'); do
+		echo "$pod $(kubectl get --raw "/api/v1/namespaces/$NS/pods/$pod:8081/proxy/metrics" |
+			awk '/^token_rejections_total[{ ]/ {n += $NF} END {printf "%d", n}')"
+	done
+}
+
+# unknown_key_rejections prints the sum of token_rejections_total{reason="unknown_key",…}
+# (the services add a service label).
+unknown_key_rejections() {
+	local pod n=0
+	for pod in $(kubectl get pods -l 'app in (auth,hello,monolith)' --field-selector=status.phase=Running -o 'jsonpath={.items[*].metadata.name}'); do
+		n=$((n + $(kubectl get --raw "/api/v1/namespaces/$NS/pods/$pod:8081/proxy/metrics" |
+			awk '/^token_rejections_total\{/ && /reason="unknown_key"/ {n += $NF} END {printf "%d", n}')))
+	done
+	echo $n
+}
+
+no_pod_terminating() {
+	[[ $(kubectl get pods -o json | jq '[.items[] | select(.metadata.deletionTimestamp)] | length') == 0 ]]
+}
+
+# login_token logs in through the frontend and prints the token.
+login_token() {
+	curl -fsS --cacert "$TLS_DIR/ca.pem" -u "$LOGIN" -X POST "$(frontend_url)/login" | jq -r .token
+}
+
+# kid_of TOKEN prints the kid of a token's header (base64url JSON).
+kid_of() {
+	local h=${1%%.*}
+	h=$(printf '%s' "$h" | tr '_-' '/+')
+	while ((${#h} % 4)); do h+='='; done
+	printf '%s' "$h" | base64 -d | jq -r .kid
+}
+
+# signing_kid prints the ID of the key keys/jwt-private.pem holds.
+signing_kid() {
+	go run ./cmd/keys list -dir keys | awk '/accepted, signs/ {print $1}'
+}
+
+# rotation rotates the token keys A -> B with make rotate (the tutorial's
+# section on keys) under load: a client logged in before the rotation
+# (token of A) through add and promote, one logged in between add and
+# promote (A), one logged in after promote (B) through retire. Every pod
+# re-reads the mounted Secrets: no pod restarts, no failed request, no
+# token rejected by any pod. Retire refuses before auth's TOKEN_TTL (1h)
+# has passed since promote; the test retires with FORCE=1 after the
+# clients holding tokens of A have stopped, which is what the wait
+# guarantees for real clients (their tokens of A have expired). Then a
+# token of A is refused (401, reason unknown_key).
+rotation() {
+	local kid_a kid_b token_a t before after restarts_before code unknown
+	cd "$src"
+	# The earlier steps' old pods gone first: the same pods before and after.
+	wait_until "no pod terminating" 120 no_pod_terminating
+	kid_a=$(signing_kid)
+	token_a=$(login_token)
+	[[ $(kid_of "$token_a") == "$kid_a" ]] || fail "token's kid $(kid_of "$token_a"), want the signing key $kid_a"
+	before=$(rejections)
+	restarts_before=$(kubectl get pods -l 'app in (auth,hello,monolith)' -o 'jsonpath={range .items[*]}{.metadata.name}={.status.containerStatuses[*].restartCount} {end}')
+	echo "$before" >&2
+
+	load_start rotation-before
+	t=$SECONDS
+	make -s rotate STEP=add
+	echo "rotation: add: every pod accepts the new key after $((SECONDS - t))s" | tee -a "$E/notes"
+	[[ $(kid_of "$(login_token)") == "$kid_a" ]] || fail "after add, a new token is not signed by $kid_a"
+	load_start rotation-during
+	t=$SECONDS
+	make -s rotate STEP=promote
+	echo "rotation: promote: auth (and the monolith) sign with the new key after $((SECONDS - t))s" | tee -a "$E/notes"
+	kid_b=$(signing_kid)
+	[[ $kid_b != "$kid_a" ]] || fail "promote kept the signing key $kid_a"
+	[[ $(kid_of "$(login_token)") == "$kid_b" ]] || fail "after promote, a new token is not signed by $kid_b"
+	code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$TLS_DIR/ca.pem" -H "Authorization: Bearer $token_a" "$(frontend_url)/secure")
+	[[ $code == 200 ]] || fail "after promote, a token of the old key: $code, want 200"
+	load_start rotation-after
+
+	# Retire before TOKEN_TTL has passed: refused, saying when.
+	if make -s rotate STEP=retire >"$E/retire-early.log" 2>&1; then
+		fail "make rotate STEP=retire ran within TOKEN_TTL of promote"
+	fi
+	cat "$E/retire-early.log" >&2
+	grep -q 'retire after' "$E/retire-early.log" || fail "make rotate STEP=retire too early did not say when"
+	# The clients with tokens of A stop, then A is retired under the third.
+	load_stop rotation-before
+	load_stop rotation-during
+	t=$SECONDS
+	make -s rotate STEP=retire FORCE=1
+	echo "rotation: retire: every pod accepts only the new key after $((SECONDS - t))s" | tee -a "$E/notes"
+	load_stop rotation-after
+
+	after=$(rejections)
+	echo "$after" >&2
+	local pod n b rejected=0
+	while read -r pod n; do
+		b=$(awk -v p="$pod" '$1 == p {print $2}' <<<"$before")
+		[[ -n $b ]] || fail "pod $pod appeared during the rotation"
+		rejected=$((rejected + n - b))
+	done <<<"$after"
+	[[ $(kubectl get pods -l 'app in (auth,hello,monolith)' -o 'jsonpath={range .items[*]}{.metadata.name}={.status.containerStatuses[*].restartCount} {end}') == "$restarts_before" ]] ||
+		fail "pods restarted or changed during the rotation"
+	echo "rotation: $kid_a -> $kid_b, $(wc -l <<<"$after") pods, none restarted; tokens rejected during the rotation: $rejected" | tee -a "$E/notes"
+	((rejected == 0)) || fail "$rejected tokens rejected during the rotation"
+
+	# A token of the retired key is refused now, and counted as unknown_key.
+	unknown=$(unknown_key_rejections)
+	code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$TLS_DIR/ca.pem" -H "Authorization: Bearer $token_a" "$(frontend_url)/secure")
+	[[ $code == 401 ]] || fail "a token of the retired key: $code, want 401"
+	[[ $(unknown_key_rejections) == $((unknown + 1)) ]] || fail "the retired key's token was not counted as unknown_key"
+	echo "rotation: a token of the retired key $kid_a: 401, token_rejections_total{reason=\"unknown_key\"} +1" | tee -a "$E/notes"
+}
+
 available() {
 	kubectl get deployment hello -o 'jsonpath={.status.availableReplicas}'
 }
@@ -586,6 +708,7 @@ main() {
 	step "5 rolling update" rolling
 	step "6 blue-green, canary" bluegreen_canary
 	step "7 never-ready" broken
+	step "8 key rotation" rotation
 	kill_port_forwards
 	if ((failed > 0)); then
 		diagnose
@@ -594,8 +717,8 @@ main() {
 		log "KEEP_CLUSTER=1: the cluster stays up; test/cluster/cluster.sh down removes it"
 	else
 		failed_before=$failed
-		failed=0 # step 8 runs whatever happened before
-		step "8 down" cluster_down
+		failed=0 # step 9 runs whatever happened before
+		step "9 down" cluster_down
 		failed=$((failed + failed_before))
 	fi
 	summary
