@@ -278,7 +278,7 @@ rotate_add() {
 	if [[ -f $KEYS_DIR/$NEXT_KEY ]]; then
 		say "$KEYS_DIR/$NEXT_KEY is staged already (an earlier add): publishing it"
 	else
-		keys add -dir "$KEYS_DIR" | sed '/^Next:/d' # what comes next is said here
+		keys add -dir "$KEYS_DIR" | sed '/^Next:/,$d' # what comes next is said here
 	fi
 	kid=$(kid_with "staged to sign next")
 	[[ -n $kid ]] || die "no staged key in $KEYS_DIR"
@@ -293,7 +293,7 @@ rotate_promote() {
 	local kid
 	if [[ -f $KEYS_DIR/$NEXT_KEY ]]; then
 		publishes_local || die "the cluster's public keys are not $KEYS_DIR/$PUBLIC_KEYS: make rotate STEP=add first"
-		keys promote -dir "$KEYS_DIR" | sed '/^Next:/d' # what comes next is said here
+		keys promote -dir "$KEYS_DIR" | sed '/^Next:/,$d' # what comes next is said here
 	elif signs_local; then
 		die "no key staged in $KEYS_DIR: make rotate STEP=add first"
 	else
@@ -321,7 +321,7 @@ rotate_retire() {
 			die "tokens signed with the old key until promote, $((now - since))s ago, stay valid for TOKEN_TTL (${ttl}s) + 30 s: retire after that, in $((until - now))s (FORCE=1 retires now; the old key's tokens are then refused with 401)"
 		fi
 	fi
-	keys retire -dir "$KEYS_DIR" | sed '/^Next:/d' # what comes next is said here
+	keys retire -dir "$KEYS_DIR" | sed '/^Next:/,$d' # what comes next is said here
 	kid=$(kid_with "accepted, signs")
 	local t0=$SECONDS
 	upload_public_keys

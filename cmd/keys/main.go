@@ -144,7 +144,8 @@ func (d keyDir) add(stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "added key %s: staged in %s, its public key in %s.\n"+
-		"Next: upload (make secrets), wait until every pod has re-read it, then: keys promote\n", k.ID, d.path(nextFile), d.path(publicFile))
+		"Next: upload the public keys to every verifier and wait until each has re-read it, then: keys promote\n"+
+		"(on the cluster, make rotate STEP=add does this step, the upload and the wait; make secrets never replaces keys)\n", k.ID, d.path(nextFile), d.path(publicFile))
 	return nil
 }
 
@@ -168,7 +169,8 @@ func (d keyDir) promote(stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "key %s signs now, instead of %s, which is still accepted.\n"+
-		"Next: upload (make secrets), wait for the longest token lifetime (TOKEN_TTL), then: keys retire\n", next.ID, old.ID)
+		"Next: upload the private key to the signers, wait for the longest token lifetime (TOKEN_TTL), then: keys retire\n"+
+		"(on the cluster, make rotate STEP=promote does this step and the upload)\n", next.ID, old.ID)
 	return nil
 }
 
@@ -203,7 +205,7 @@ func (d keyDir) retire(stdout io.Writer) error {
 	for _, k := range retired {
 		fmt.Fprintf(stdout, "retired key %s: its tokens are refused once the pods re-read %s\n", k.ID, d.path(publicFile))
 	}
-	fmt.Fprintln(stdout, "Next: upload (make secrets)")
+	fmt.Fprintln(stdout, "Next: upload the public keys to every verifier (on the cluster, make rotate STEP=retire does this step and the upload)")
 	return nil
 }
 

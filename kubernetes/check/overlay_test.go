@@ -209,7 +209,7 @@ func TestOverlays(t *testing.T) {
 				}
 				checkArmToleration(t, objs)
 			case "eks":
-				checkEKSService(t, svc)
+				checkEKSService(t, svc, frontend)
 				h, err := eksHealthCheck(svc)
 				if err != nil {
 					t.Fatalf("service frontend: %v", err)
@@ -258,8 +258,27 @@ func TestDrainProblems(t *testing.T) {
 // checkEKSService checks the annotations that make the AWS Load Balancer
 // Controller build an internet-facing NLB with instance targets (without
 // the scheme it is internal: reachable from the VPC only).
-func checkEKSService(t *testing.T, svc *corev1.Service) {
+//
+// The NLB also resets the open connections of a target that fails its
+// health check (target_health_state.unhealthy.connection_termination,
+// on by default): the node of a terminating frontend pod fails it while
+// nginx still finishes requests, in preStop and after SIGQUIT. So the
+// overlay turns that off and drains instead, for at least the pod's grace
+// period, after which the kubelet has stopped nginx anyway.
+func checkEKSService(t *testing.T, svc *corev1.Service, frontend *appsv1.Deployment) {
 	t.Helper()
+	attrs := map[string]string{}
+	for _, kv := range strings.Split(svc.Annotations[awsAnnotation+"target-group-attributes"], ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		attrs[k] = v
+	}
+	if got := attrs["target_health_state.unhealthy.connection_termination.enabled"]; got != "false" {
+		t.Errorf("service frontend: target group attribute target_health_state.unhealthy.connection_termination.enabled = %q, want false: the NLB resets the connections of a node whose frontend is draining", got)
+	}
+	grace := deref64(frontend.Spec.Template.Spec.TerminationGracePeriodSeconds, 30)
+	if n, err := strconv.ParseInt(attrs["target_health_state.unhealthy.draining_interval_seconds"], 10, 64); err != nil || n < grace {
+		t.Errorf("service frontend: target group attribute target_health_state.unhealthy.draining_interval_seconds = %q, want at least the frontend's grace period, %d s", attrs["target_health_state.unhealthy.draining_interval_seconds"], grace)
+	}
 	for key, want := range map[string]string{
 		"type":                 "external",
 		"nlb-target-type":      "instance",
