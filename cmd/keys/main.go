@@ -56,6 +56,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.New("no command")
 	}
 	command := args[1]
+	switch command {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return flag.ErrHelp
+	}
 	fs := flag.NewFlagSet(args[0]+" "+command, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "keys", "`directory` of "+privateFile+", "+publicFile+" and "+nextFile)

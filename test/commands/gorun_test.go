@@ -16,6 +16,9 @@ import (
 // code block or in backquotes.
 var goRunLine = regexp.MustCompile("go run (\\./cmd/[a-z]+)([^`\\n]*)")
 
+// subcommand matches the arguments of a go run line that start with a word.
+var subcommand = regexp.MustCompile(`^\s+([a-z]+)\b`)
+
 // TestGoRunLines runs each `go run ./cmd/...` command of the README and
 // docs/tutorial.md as a user with Go's default toolchain setting
 // (GOTOOLCHAIN=auto) would, outside make: with -h, since the commands need
@@ -37,7 +40,13 @@ func TestGoRunLines(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, m := range goRunLine.FindAllStringSubmatch(string(text), -1) {
-			flags[m[1]] = append(flags[m[1]], regexp.MustCompile(`(?:^|\s)(-[a-z-]+)`).FindAllString(m[2], -1)...)
+			// A command with subcommands (cmd/keys list -dir keys): its
+			// flags are the subcommand's, listed by "SUB -h".
+			cmd := m[1]
+			if sub := subcommand.FindStringSubmatch(m[2]); sub != nil {
+				cmd += " " + sub[1]
+			}
+			flags[cmd] = append(flags[cmd], regexp.MustCompile(`(?:^|\s)(-[a-z-]+)`).FindAllString(m[2], -1)...)
 		}
 	}
 	if len(flags) < 2 {
@@ -45,7 +54,7 @@ func TestGoRunLines(t *testing.T) {
 	}
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOTOOLCHAIN=") })
 	for pkg, used := range flags {
-		cmd := exec.Command("go", "run", pkg, "-h")
+		cmd := exec.Command("go", append(append([]string{"run"}, strings.Fields(pkg)...), "-h")...)
 		cmd.Dir = root
 		cmd.Env = append(env, "GOTOOLCHAIN=auto")
 		out, err := cmd.CombinedOutput()
