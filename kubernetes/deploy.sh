@@ -345,7 +345,9 @@ token_ttl() {
 
 # wait_reloaded SELECTOR PATTERN T0 waits until every running pod SELECTOR
 # matches has logged, since T0 ($SECONDS), a "keys reloaded" line holding
-# PATTERN. Its container is the one named as its app label.
+# PATTERN, or, for a pod started since (a rollout, a rescheduled pod), the
+# "keys" line every service logs at start with the same fields. Its
+# container is the one named as its app label.
 wait_reloaded() {
 	local selector=$1 pattern=$2 t0=$3 next=$((SECONDS + 20)) pending pod app
 	while :; do
@@ -353,7 +355,7 @@ wait_reloaded() {
 		while read -r pod app; do
 			[[ -n $pod ]] || continue
 			if ! kc logs "$pod" -c "$app" --since="$((SECONDS - t0 + 5))s" 2>/dev/null |
-				grep -F '"keys reloaded"' | grep -qF "$pattern"; then
+				grep -E '"msg":"keys( reloaded)?"' | grep -qF "$pattern"; then
 				pending+=("$pod")
 			fi
 		done < <(kc get pods -l "$selector" --field-selector=status.phase=Running \
