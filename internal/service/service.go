@@ -125,7 +125,7 @@ func Run(ctx context.Context, s Service, args []string, getenv func(string) stri
 		watched := make(chan struct{})
 		go func() {
 			defer close(watched)
-			cfg.KeyFiles.Watch(watchCtx, cfg.KeysReload, func(ks token.Keys) error { return app.Deps.setKeys(ks) },
+			cfg.KeyFiles.Watch(watchCtx, cfg.KeysReload, cfg.Keys, func(ks token.Keys) error { return app.Deps.setKeys(ks) },
 				func(err error) { logger.Error("reloading keys failed; keeping the old ones", zap.Error(err)) })
 		}()
 		defer func() { stopWatch(); <-watched }()

@@ -133,7 +133,7 @@ func TestWatch(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		files.Watch(ctx, 10*time.Millisecond, func(ks token.Keys) error {
+		files.Watch(ctx, 10*time.Millisecond, ks, func(ks token.Keys) error {
 			if err := ver.SetKeys(ks.Accept); err != nil {
 				return err
 			}
@@ -238,5 +238,33 @@ func TestWriteKeyPair(t *testing.T) {
 		if fi.Mode().Perm() != want {
 			t.Errorf("%s: mode %v, want %v", name, fi.Mode().Perm(), want)
 		}
+	}
+}
+
+// TestWatchSeesAChangeBeforeItStarted swaps the files between the caller's
+// Load and Watch, as the kubelet can while a pod starts during a rotation:
+// Watch applies the new keys at once, though the files never change again.
+func TestWatchSeesAChangeBeforeItStarted(t *testing.T) {
+	a, b := newPair(t), newPair(t)
+	vol := &testbin.SecretVolume{Dir: t.TempDir()}
+	vol.Write(t, map[string][]byte{"public.pem": pemPublic(t, a.key)})
+	files := token.KeyFiles{Public: vol.Path("public.pem")}
+	loaded, err := files.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol.Write(t, map[string][]byte{"public.pem": pemPublic(t, a.key, b.key)})
+	applied := make(chan token.Keys, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go files.Watch(ctx, time.Hour, loaded, func(ks token.Keys) error { applied <- ks; return nil },
+		func(err error) { t.Errorf("Watch: %v", err) })
+	select {
+	case ks := <-applied:
+		if len(ks.Accept) != 2 || ks.Accept[1].ID != b.key.ID {
+			t.Errorf("Watch applied %d keys, want A and B", len(ks.Accept))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not apply the keys that changed before it started")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -13,8 +14,16 @@ import (
 // mounted Secret: it writes a new directory and swaps the ..data symlink,
 // so the file's path stays and its content changes at once. A file that
 // cannot be read or parsed is reported to failed and the old keys stay.
-func (f KeyFiles) Watch(ctx context.Context, interval time.Duration, apply func(Keys) error, failed func(error)) {
+//
+// loaded are the keys the caller read from f before: if the files changed
+// between that read and this call, apply gets their keys at once.
+func (f KeyFiles) Watch(ctx context.Context, interval time.Duration, loaded Keys, apply func(Keys) error, failed func(error)) {
 	last := f.contents()
+	if ks, err := f.Load(); err == nil && !ks.same(loaded) {
+		if err := apply(ks); err != nil {
+			failed(err)
+		}
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -53,4 +62,12 @@ func (f KeyFiles) contents() []byte {
 		all = append(append(all, b...), 0)
 	}
 	return all
+}
+
+// same reports whether ks and o sign with and accept the same keys, by ID.
+func (ks Keys) same(o Keys) bool {
+	if (ks.Signing == nil) != (o.Signing == nil) || ks.Signing != nil && ks.Signing.ID != o.Signing.ID {
+		return false
+	}
+	return slices.EqualFunc(ks.Accept, o.Accept, func(a, b Key) bool { return a.ID == b.ID })
 }
