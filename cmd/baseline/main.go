@@ -1,0 +1,124 @@
+// Command baseline serves one of the two independent baselines that `make
+// bench-http` measures the services against, in a process of its own:
+//
+//	plain  a bare net/http handler answering hello's greeting on every path
+//	jwt    the same, after verifying the request's bearer token with
+//	       golang-jwt v5 (Ed25519, issuer, audience, expiry), on every request
+//
+// It shares no code with the services on purpose: a baseline that called
+// the project's token or handler packages would carry their cost and hide it.
+//
+//	baseline -kind plain|jwt -http 127.0.0.1:0 [-public-key jwt-public.pem]
+//
+// It logs {"msg":"listening","addr":…} once bound, and serves until SIGTERM.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "baseline: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is main with the process's globals passed in, so tests can call it.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	kind := fs.String("kind", "", "which baseline: plain or jwt")
+	addr := fs.String("http", "127.0.0.1:0", "`address` to serve on")
+	publicKey := fs.String("public-key", "", "PEM `file` of the Ed25519 public key tokens are signed with (jwt only)")
+	issuer := fs.String("issuer", "auth.service", "the iss claim required (jwt only)")
+	audience := fs.String("audience", "app", "the aud claim required (jwt only)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	var h http.Handler
+	switch *kind {
+	case "plain":
+		h = plain()
+	case "jwt":
+		pem, err := os.ReadFile(*publicKey)
+		if err != nil {
+			return fmt.Errorf("-public-key: %w", err)
+		}
+		key, err := jwt.ParseEdPublicKeyFromPEM(pem)
+		if err != nil {
+			return fmt.Errorf("-public-key %s: %w", *publicKey, err)
+		}
+		h = verifying(key, *issuer, *audience)
+	default:
+		return fmt.Errorf("-kind is %q, want plain or jwt", *kind)
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "{\"msg\":\"listening\",\"kind\":%q,\"addr\":%q}\n", *kind, ln.Addr())
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	context.AfterFunc(ctx, func() { srv.Close() }) //nolint:errcheck // stopping: nothing to report
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+var greeting = []byte(`{"message":"Hello"}` + "\n")
+
+// plain answers hello's greeting.
+func plain() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(greeting) //nolint:errcheck // the client went away
+	})
+}
+
+// verifying answers hello's greeting to the token's subject, after checking
+// the token as golang-jwt's documentation shows: the algorithm, the
+// signature, issuer, audience and expiry.
+func verifying(key any, issuer, audience string) http.Handler {
+	type claims struct {
+		Email string `json:"email"`
+		jwt.RegisteredClaims
+	}
+	type response struct {
+		Message string `json:"message"`
+		User    string `json:"user"`
+	}
+	parser := jwt.NewParser(jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithIssuer(issuer),
+		jwt.WithAudience(audience), jwt.WithExpirationRequired())
+	keyFunc := func(*jwt.Token) (any, error) { return key, nil }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		var c claims
+		if _, err := parser.ParseWithClaims(raw, &c, keyFunc); !ok || err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":"invalid token"}` + "\n")) //nolint:errcheck // as above
+			return
+		}
+		body, _ := json.Marshal(response{"Hello", c.Subject}) // strings always encode
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(append(body, '\n')) //nolint:errcheck // as above
+	})
+}
