@@ -5,8 +5,8 @@
 //	jwt    the same, after verifying the request's bearer token with
 //	       golang-jwt v5 (Ed25519, issuer, audience, expiry), on every request
 //
-// It shares no code with the services on purpose: a baseline that called
-// the project's token or handler packages would carry their cost and hide it.
+// The handlers are package baseline's, which shares no code with the
+// services on purpose.
 //
 //	baseline -kind plain|jwt -http 127.0.0.1:0 [-public-key jwt-public.pem]
 //
@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,11 +23,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"example.com/app/internal/baseline"
 )
 
 func main() {
@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var h http.Handler
 	switch *kind {
 	case "plain":
-		h = plain()
+		h = baseline.Plain()
 	case "jwt":
 		pem, err := os.ReadFile(*publicKey)
 		if err != nil {
@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("-public-key %s: %w", *publicKey, err)
 		}
-		h = verifying(key, *issuer, *audience)
+		h = baseline.JWT(key, *issuer, *audience)
 	default:
 		return fmt.Errorf("-kind is %q, want plain or jwt", *kind)
 	}
@@ -81,44 +81,4 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return nil
-}
-
-var greeting = []byte(`{"message":"Hello"}` + "\n")
-
-// plain answers hello's greeting.
-func plain() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(greeting) //nolint:errcheck // the client went away
-	})
-}
-
-// verifying answers hello's greeting to the token's subject, after checking
-// the token as golang-jwt's documentation shows: the algorithm, the
-// signature, issuer, audience and expiry.
-func verifying(key any, issuer, audience string) http.Handler {
-	type claims struct {
-		Email string `json:"email"`
-		jwt.RegisteredClaims
-	}
-	type response struct {
-		Message string `json:"message"`
-		User    string `json:"user"`
-	}
-	parser := jwt.NewParser(jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithIssuer(issuer),
-		jwt.WithAudience(audience), jwt.WithExpirationRequired())
-	keyFunc := func(*jwt.Token) (any, error) { return key, nil }
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		var c claims
-		if _, err := parser.ParseWithClaims(raw, &c, keyFunc); !ok || err != nil {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			w.Write([]byte(`{"error":"invalid token"}` + "\n")) //nolint:errcheck // as above
-			return
-		}
-		body, _ := json.Marshal(response{"Hello", c.Subject}) // strings always encode
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(append(body, '\n')) //nolint:errcheck // as above
-	})
 }
