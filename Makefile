@@ -54,7 +54,7 @@ GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench lint vulncheck clean build-linux images push test-containers certs keys rotate-keys rotate users-file up edge-e2e set-registry secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
+.PHONY: help build run test bench bench-http lint vulncheck clean build-linux images push test-containers certs keys rotate-keys rotate users-file up edge-e2e set-registry secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
 
 help: ## list the targets, and the settings they will use
 	@echo 'Usage: make TARGET [SETTING=value ...]'
@@ -140,8 +140,12 @@ up: ## run auth and hello behind nginx on https://localhost:8443 (EDGE_PORT); Ct
 	go build -o bin/up ./cmd/up
 	bin/up
 
-bench: ## run the benchmarks and print their figures
-	go test -run '^$$' -bench . -benchmem ./...
+bench: ## run the benchmarks and print their figures (bench-http runs the HTTP one)
+	go test -run '^$$' -bench . -skip '^BenchmarkHTTP$$' -benchmem ./...
+
+# COMPARE=dir adds hello built from another checkout (e.g. main) to every table.
+bench-http: ## hello against independent baselines with wrk, directly and through the TLS edge: req/s, p99, RSS, start
+	BENCH_HTTP_COMPARE=$(COMPARE) go test -run '^$$' -bench '^BenchmarkHTTP$$' -benchtime=1x -timeout 15m ./internal/e2e
 
 lint: vulncheck ## check formatting, go vet, go.mod tidiness and known vulnerabilities
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }

@@ -105,7 +105,7 @@ type answer struct {
 	body   map[string]any
 }
 
-func call(t *testing.T, method, url string, set func(*http.Request)) answer {
+func call(t testing.TB, method, url string, set func(*http.Request)) answer {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
@@ -142,7 +142,7 @@ func bearer(tok string) func(*http.Request) {
 	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
 }
 
-func login(t *testing.T, addr string) string {
+func login(t testing.TB, addr string) string {
 	t.Helper()
 	a := call(t, http.MethodPost, "http://"+addr+"/login", basic("user", "password"))
 	tok, _ := a.body["token"].(string)

@@ -1,7 +1,9 @@
 package middleware_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"example.com/app/internal/logging"
 	"example.com/app/internal/metrics"
 	"example.com/app/internal/middleware"
 )
@@ -62,7 +65,7 @@ func TestObserve(t *testing.T) {
 		w.Write([]byte("12345")) //nolint:errcheck // test
 	}))
 	r.Handle("/panic", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") }))
-	r.Use(middleware.Route)
+	middleware.LabelRoutes(r)
 	h := middleware.Chain(r, middleware.RequestID, middleware.Identify("9.9.9", "pod-1"),
 		middleware.Observe(logger, m, "http"), middleware.Recover(logger))
 
@@ -150,5 +153,49 @@ func TestLimitBody(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusRequestEntityTooLarge {
 		t.Errorf("50-byte chunked body with a 10-byte limit = %d, want 413", rec.Code)
+	}
+}
+
+// TestAccessLineJSON: the access line as the services write it (zap's JSON
+// encoder, as logging.New builds it) has exactly these fields, of these
+// types: alerts and dashboards read them.
+func TestAccessLineJSON(t *testing.T) {
+	var buf bytes.Buffer
+	logger, flush, err := logging.New(&buf, logging.Options{Level: "info", Format: "json"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(metrics.Build{Service: "test", Version: "1", Commit: "c"}, nil)
+	r := mux.NewRouter()
+	r.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hi")) })) //nolint:errcheck // test
+	middleware.LabelRoutes(r)
+	h := middleware.Chain(r, middleware.RequestID, middleware.Observe(logger, m, "http"))
+	req := httptest.NewRequest(http.MethodGet, "/?q=1", nil)
+	req.Header.Set("User-Agent", "agent \"quoted\"\n")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	flush()
+
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("access line %q: %v", buf.String(), err)
+	}
+	want := map[string]string{ // field: its JSON type
+		"level": "string", "time": "string", "msg": "string", "server": "string",
+		"method": "string", "route": "string", "path": "string", "status": "float64", "bytes": "float64",
+		"duration": "float64", "remote": "string", "request_id": "string", "user_agent": "string",
+	}
+	for k, v := range line {
+		if typ, ok := want[k]; !ok || fmt.Sprintf("%T", v) != typ {
+			t.Errorf("access line field %s = %#v, want one of %v with its type", k, v, want)
+		}
+	}
+	for k := range want {
+		if _, ok := line[k]; !ok {
+			t.Errorf("access line %s lacks %s", buf.String(), k)
+		}
+	}
+	if line["msg"] != "request" || line["route"] != "/" || line["path"] != "/" || line["status"] != 200.0 ||
+		line["bytes"] != 2.0 || line["user_agent"] != "agent \"quoted\"\n" || len(line["request_id"].(string)) != 32 {
+		t.Errorf("access line = %v, want msg request, route and path /, status 200, 2 bytes, the agent, a made-up ID", line)
 	}
 }

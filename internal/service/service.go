@@ -5,7 +5,7 @@
 //
 // A request to the app port flows through
 //
-//	RequestID → Identify → Observe → Recover → LimitBody → fault → router → Route → handler
+//	RequestID → Identify → Observe → Recover → LimitBody → fault → router → (route label) → handler
 //
 // (see package middleware), and the ops port serves the probes and /metrics.
 package service
@@ -175,7 +175,7 @@ func New(s Service, cfg *config.Config, logger, accessLog *zap.Logger) (*App, er
 
 	probe := health.New()
 	api := s.API(d)
-	api.Use(middleware.Route)
+	middleware.LabelRoutes(api)
 	api.NotFoundHandler = handlers.NotFound()
 	api.MethodNotAllowedHandler = handlers.MethodNotAllowed(api)
 
@@ -206,7 +206,7 @@ func newOps(probe *health.Probe, m *metrics.Metrics) *mux.Router {
 	r.Handle(health.LivenessTogglePath, probe.ToggleLiveness()).Methods(http.MethodGet, http.MethodPost)
 	r.Handle(health.ReadinessTogglePath, probe.ToggleReadiness()).Methods(http.MethodGet, http.MethodPost)
 	r.Handle(health.MetricsPath, m.Handler()).Methods(http.MethodGet)
-	r.Use(middleware.Route)
+	middleware.LabelRoutes(r)
 	r.NotFoundHandler = handlers.NotFound()
 	r.MethodNotAllowedHandler = handlers.MethodNotAllowed(r)
 	return r

@@ -29,6 +29,15 @@ func Build(dir, ldflags string, pkgs ...string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return BuildFrom(root, dir, ldflags, pkgs...)
+}
+
+// BuildFrom is Build from the module in root, such as another checkout of
+// this one, to compare its binaries with these.
+func BuildFrom(root, dir, ldflags string, pkgs ...string) (map[string]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	paths := make(map[string]string, len(pkgs))
 	for _, p := range pkgs {
 		out := filepath.Join(dir, filepath.Base(p))
