@@ -57,7 +57,7 @@ S=${CLUSTER_STATE:-/var/tmp/app-cluster}
 # network namespace of its own (address 10.200.0.2, its own pod bridge and
 # pod range) and a mount namespace of its own; the load balancer double
 # runs in a third network namespace, as a cloud's is outside the nodes.
-readonly NODE_BRIDGE=appnode0 NODE_NET=10.200.0.0/24
+readonly NODE_BRIDGE=appnode0
 readonly NODE_NAME=app-node NODE_IP=10.200.0.1 POD_BRIDGE=appcni0 POD_CIDR=10.244.0.0/24 NODE_ZONE=zone-a
 readonly NODE2_NAME=app-node-2 NODE2_IP=10.200.0.2 POD2_BRIDGE=appcni1 POD2_CIDR=10.244.1.0/24 NODE2_ZONE=zone-b
 readonly CLUSTER_CIDR=10.244.0.0/16
@@ -601,6 +601,7 @@ nginx_rootfs() {
 }
 
 images_up() {
+	local t=$SECONDS
 	mkdir -p "$S/images"/{pause,coredns,nginx,busybox}
 	cp /bin/busybox "$S/images/pause/busybox"
 	build_image pause "$PAUSE_IMAGE"
@@ -610,6 +611,7 @@ images_up() {
 	build_image coredns "$COREDNS_IMAGE"
 	nginx_rootfs "$S/images/nginx/rootfs"
 	build_image nginx "$NGINX_IMAGE"
+	log "images built and pushed in $((SECONDS - t))s"
 }
 
 dns_up() {
@@ -661,8 +663,10 @@ up() {
 
 # lb_build builds the load balancer double (lb/cmd/cloudlb) for cluster.sh lb.
 lb_build() {
+	local t=$SECONDS
 	mkdir -p "$S/bin"
 	(cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -o "$S/bin/cloudlb" ./test/cluster/lb/cmd/cloudlb)
+	log "cloudlb built in $((SECONDS - t))s"
 }
 
 # lb SERVICE PROFILE [CLOUDLB_FLAG…] does by hand what a cloud's service

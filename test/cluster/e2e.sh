@@ -120,7 +120,7 @@ step() {
 # load_start NAME [ROLLOUT_FLAG…] starts the rollout tester in the
 # background: logged in, GET /secure through the frontend at RATE
 # requests/s until load_stop (-keepalive=false: a new connection for every
-# request).
+# request). It returns after LOAD_SETTLE (5) seconds of steady load.
 load_start() {
 	local name=$1
 	shift
@@ -129,21 +129,38 @@ load_start() {
 	ROLLOUT_LOGIN=$LOGIN timeout -s INT 900 "$E/rollout" -url "$(frontend_url)/secure" -cacert "$TLS_DIR/ca.pem" \
 		-rate "$RATE" -duration 0 "$@" >"$E/load-$name.log" 2>&1 &
 	echo $! >"$E/load-$name.pid"
+	local t=$SECONDS
+	until grep -q '^attacking' "$E/load-$name.log"; do
+		if ((SECONDS - t >= 10)); then
+			cat "$E/load-$name.log" >&2
+			fail "the load tester did not start"
+		fi
+		sleep 0.2
+	done
 	# Steady state first: the timeline shows the change against it.
-	sleep 5
-	grep -q '^attacking' "$E/load-$name.log" || {
-		cat "$E/load-$name.log" >&2
-		fail "the load tester did not start"
-	}
+	sleep "${LOAD_SETTLE:-5}"
 }
 
-# load_stop NAME [VERSION…] stops the tester after a few more seconds,
-# prints its per-second timeline and summary, records the counts, and fails
-# if a request failed or one of VERSIONs never answered.
+# load_pair_start NAME starts two testers at once, as load_start does:
+# NAME with kept-alive connections, NAME-new with a new connection for
+# every request (a curl loop). load_pair_stop NAME [VERSION…] stops both.
+load_pair_start() {
+	LOAD_SETTLE=0 load_start "$1"
+	load_start "$1-new" -keepalive=false
+}
+
+load_pair_stop() {
+	load_stop "$1" "${@:2}"
+	LOAD_SETTLE=0 load_stop "$1-new" "${@:2}"
+}
+
+# load_stop NAME [VERSION…] stops the tester after LOAD_SETTLE (5) more
+# seconds, prints its per-second timeline and summary, records the counts,
+# and fails if a request failed or one of VERSIONs never answered.
 load_stop() {
 	local name=$1 pid rc=0 summary versions v
 	shift
-	sleep 5
+	sleep "${LOAD_SETTLE:-5}"
 	pid=$(cat "$E/load-$name.pid")
 	rm -f "$E/load-$name.pid"
 	kill -INT "$pid" 2>/dev/null || true
@@ -699,10 +716,14 @@ pods_per_node() {
 }
 
 # lb_events SINCE prints the load balancer's changes of a node's health
-# logged after line SINCE of its log: "TIME NODE healthy|unhealthy".
+# logged after line SINCE of its log, on one line: "TIME NODE
+# healthy|unhealthy; …", or that there was none.
 lb_events() {
-	tail -n +"$(($1 + 1))" "$state/logs/lb-https.log" |
-		jq -r 'select(.msg | startswith("node ")) | "\(.time[11:19]) \(.node) \(.msg | split(":")[0] | ltrimstr("node "))"'
+	local events
+	events=$(tail -n +"$(($1 + 1))" "$state/logs/lb-https.log" |
+		jq -r 'select(.msg | startswith("node ")) | "\(.time[11:19]) \(.node) \(.msg | split(":")[0] | ltrimstr("node "))"' |
+		paste -sd ';' | sed 's/;/; /g')
+	echo "${events:-no node changed health}"
 }
 
 lb_lines() {
@@ -723,20 +744,18 @@ lb_lines() {
 provider_timings() {
 	local since
 	cd "$src"
-	load_start gke-deploy
-	load_start gke-deploy-new -keepalive=false
+	load_pair_start gke-deploy
 	make -s deploy OVERLAY=gke
-	load_stop gke-deploy
-	load_stop gke-deploy-new
+	load_pair_stop gke-deploy
 	kubectl get deployment frontend -o 'jsonpath={"frontend: preStop "}{.spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds}{"s, minReadySeconds "}{.spec.minReadySeconds}{", grace "}{.spec.template.spec.terminationGracePeriodSeconds}{"s\n"}' |
 		tee -a "$E/notes"
 	wait_until "no pod terminating" 120 no_pod_terminating
 	"$here/cluster.sh" lb frontend gke
 
 	since=$(lb_lines)
-	load_start gke-restart
-	load_start gke-restart-new -keepalive=false
+	load_pair_start gke-restart
 	local t=$SECONDS
+	echo "gke: kubectl rollout restart deployment/frontend at $(date -u +%T)" | tee -a "$E/notes"
 	kubectl rollout restart deployment/frontend
 	kubectl rollout status deployment/frontend --timeout=180s
 	wait_until "the old frontend pods gone" 120 no_pod_terminating
@@ -744,9 +763,8 @@ provider_timings() {
 	# Whether a node lost its last ready frontend pod on the way, and so
 	# the load balancer steered away from it, is the scheduler's choice of
 	# node for each new pod: said, not required (step 10 forces it).
-	echo "gke: the load balancer saw: $(lb_events "$since" | paste -sd ';' | sed 's/;/; /g')" | tee -a "$E/notes"
-	load_stop gke-restart
-	load_stop gke-restart-new
+	echo "gke: the load balancer saw: $(lb_events "$since")" | tee -a "$E/notes"
+	load_pair_stop gke-restart
 }
 
 # node_drain drains, under load through the load balancer, the node that
@@ -775,9 +793,9 @@ node_drain() {
 		fail "$node holds no two pods of one Deployment: no disruption budget can hold back its drain"
 
 	since=$(lb_lines)
-	load_start drain
-	load_start drain-new -keepalive=false
+	load_pair_start drain
 	t=$SECONDS
+	echo "drain: kubectl drain $node started at $(date -u +%T)" | tee -a "$E/notes"
 	kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout=240s 2>&1 | tee "$E/drain.log"
 	echo "drain: kubectl drain $node took $((SECONDS - t))s" | tee -a "$E/notes"
 	line=$(grep -m 1 'disruption budget' "$E/drain.log") ||
@@ -788,14 +806,13 @@ node_drain() {
 	echo "drain: pods per node after the drain:" | tee -a "$E/notes"
 	pods_per_node | sed 's/^/    /' | tee -a "$E/notes"
 	kubectl uncordon "$node"
-	echo "drain: the load balancer saw: $(lb_events "$since" | paste -sd ';' | sed 's/;/; /g')" | tee -a "$E/notes"
+	echo "drain: the load balancer saw: $(lb_events "$since")" | tee -a "$E/notes"
 	# A node without a frontend pod was out of rotation before.
 	if ((frontends > 0)); then
 		lb_events "$since" | grep -q " $(kubectl get node "$node" -o 'jsonpath={.status.addresses[?(@.type=="InternalIP")].address}'):[0-9]* unhealthy" ||
 			fail "the load balancer never took $node (with $frontends frontend pods) out of rotation"
 	fi
-	load_stop drain
-	load_stop drain-new
+	load_pair_stop drain
 	echo "drain: pods per node after uncordon (pods move back only when replaced):" | tee -a "$E/notes"
 	pods_per_node | sed 's/^/    /' | tee -a "$E/notes"
 }
