@@ -701,7 +701,8 @@ lb() {
 			backends+=(-backend "$ip:$nodeport,$hc")
 		done
 		start "$name" nsenter --net="$S/ns/lb.net" -- "$S/bin/cloudlb" -listen "$LB_IP:$port" -profile "$profile" "${backends[@]}" "$@"
-		wait_for "$name listening" 10 grep -q '"msg":"listening"' "$S/logs/$name.log"
+		wait_for "$name listening" 10 grep -q '"msg":"listening"' "$S/logs/$name.log" ||
+			die "$name did not start: $(tail -n 3 "$S/logs/$name.log")"
 	done
 	kubectl patch service "$svc" --subresource=status --type=merge \
 		-p "{\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"$LB_IP\",\"ipMode\":\"Proxy\"}]}}}" >/dev/null

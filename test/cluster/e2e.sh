@@ -735,9 +735,10 @@ lb_lines() {
 # (preStop 30 s, minReadySeconds 10, grace 65 s: sized for the target
 # pool's 8 s x 3 failures = 24 s) behind the double with profile gke,
 # GKE's target pool-based load balancer. The course's steps run with
-# overlays/local (preStop 12 s) behind gke-rbs (3 s x 2): the local
-# timings would lose requests behind the target pool, whose node stays in
-# rotation 24 s after its frontend pod began to stop. Two loads at once:
+# overlays/local (preStop 12 s) behind gke-rbs (3 s x 2): behind the
+# target pool, whose node stays in rotation up to 24 s after its frontend
+# pod began to stop, the local timings would leave a node in rotation for
+# about 12 s with no frontend serving there. Two loads at once:
 # kept-alive connections, and a new connection per request. The deploy of
 # the gke overlay itself rolls every Deployment (its tolerations), under
 # the same two loads behind gke-rbs.
