@@ -218,7 +218,7 @@ deploy: ## deploy auth, hello and the frontend through kubernetes/overlays/$(OVE
 undeploy: ## delete what deploy made (OVERLAY as for deploy), with its Secrets and ConfigMaps
 	NAMESPACE=$(NAMESPACE) kubernetes/deploy.sh undeploy "$(OVERLAY)"
 
-cluster-up: ## start a single-node Kubernetes built from source (root; the first build takes 15-25 min, then it is cached)
+cluster-up: ## start a two-node Kubernetes built from source (root; the first build takes 15-25 min, then it is cached)
 	test/cluster/cluster.sh up
 
 cluster-down: ## stop that cluster and undo every change it made to the host

@@ -220,7 +220,9 @@ func TestOverlays(t *testing.T) {
 				if len(svc.Annotations) > 0 {
 					t.Errorf("service frontend: annotations %v on the test cluster, which has no cloud load balancer", svc.Annotations)
 				}
-				hcs = append(hcs, nil) // kube-proxy only
+				// The test cluster's load balancer double runs with GKE's
+				// backend service health check (test/cluster, profile gke-rbs).
+				hcs = append(hcs, &gkeHealthChecks[1])
 			}
 			for _, hc := range hcs {
 				for _, p := range drainProblems(hc, frontend, proxyRead) {

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# cluster.sh runs a real single-node Kubernetes on this machine, built from
+# cluster.sh runs a real two-node Kubernetes on this machine, built from
 # upstream sources (build.sh), for the end-to-end test (e2e.sh) and by hand:
 #
 #   cluster.sh up           start it: PKI, etcd, the control plane, a local
-#                           registry, containerd, kubelet, kube-proxy, CoreDNS
+#                           registry, two nodes (containerd, kubelet,
+#                           kube-proxy each), CoreDNS
 #   cluster.sh down         stop it and undo every change it made to the host;
 #                           safe to run twice, or after a failed up
 #   cluster.sh push IMAGE…  copy images from podman's storage into the
 #                           cluster's registry (ghcr.io/x/y:t goes to x/y:t)
 #   cluster.sh env          print the exports that point kubectl at it
 #   cluster.sh status       list the components; exit 0 if all of them run
+#   cluster.sh lb SERVICE PROFILE [FLAG…]
+#                           give a LoadBalancer Service an address: run the
+#                           load balancer double (lb/) in front of both nodes
 #   cluster.sh nginx-rootfs DIR
 #                           assemble the frontend's stand-in nginx image's
 #                           root filesystem into DIR (images/nginx), alone:
@@ -17,14 +21,19 @@
 #
 # Everything lives under one state directory, $CLUSTER_STATE
 # (/var/tmp/app-cluster): certificates, kubeconfig, configs, data, logs and
-# PID files. Outside it the cluster changes only what Linux or the components
-# force it to, and down undoes each: the bridges appnode0 (node address
-# 10.200.0.1) and appcni0 (pods, 10.244.0.0/24), their veths and the route to
-# the Service range (10.96.0.0/24); iptables and ip6tables chains named KUBE-*
-# and CNI-* and the rules that jump to them; sysctls (saved at up, restored at
-# down); the kubepods cgroups; the paths containerd and the kubelet hard-code
-# (/run/containerd, /var/lib/kubelet, /var/log/containers, /var/lib/cni),
-# removed if up created them. Processes are stopped by recorded PID.
+# PID files; node 2's under node-2/, the namespaces' files under ns/. Outside
+# it the cluster changes only what Linux or the components force it to, and
+# down undoes each: the bridges appnode0 (the node network, node 1 at
+# 10.200.0.1) and appcni0 (node 1's pods, 10.244.0.0/24), their veths
+# (appnode2 to node 2's network namespace, applb0 to the load balancer's),
+# the routes to the Service range (10.96.0.0/24) and node 2's pods
+# (10.244.1.0/24); iptables and ip6tables chains named KUBE-* and CNI-* and
+# the rules that jump to them; sysctls (saved at up, restored at down); the
+# kubepods and app-node-2 cgroups; the paths containerd and the kubelet
+# hard-code (/run/containerd, /var/lib/kubelet, /var/log/containers,
+# /var/lib/cni), removed if up created them. Node 2's own network, iptables
+# rules, sysctls and mounts live in its namespaces and end with them.
+# Processes are stopped by recorded PID.
 #
 # No image can be pulled here, and the manifests say imagePullPolicy: Always,
 # so containerd pulls ghcr.io, docker.io and registry.k8s.io images from a
@@ -42,13 +51,25 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 
 S=${CLUSTER_STATE:-/var/tmp/app-cluster}
-readonly NODE_NAME=app-node
-readonly NODE_BRIDGE=appnode0 NODE_IP=10.200.0.1
-readonly POD_BRIDGE=appcni0 POD_CIDR=10.244.0.0/24 CLUSTER_CIDR=10.244.0.0/16
+# Two nodes on one bridge, the "node network" 10.200.0.0/24 (README's
+# diagram). Node 1 is this machine: the control plane, the registry and
+# node 1's kubelet, containerd and kube-proxy run here. Node 2's run in a
+# network namespace of its own (address 10.200.0.2, its own pod bridge and
+# pod range) and a mount namespace of its own; the load balancer double
+# runs in a third network namespace, as a cloud's is outside the nodes.
+readonly NODE_BRIDGE=appnode0
+readonly NODE_NAME=app-node NODE_IP=10.200.0.1 POD_BRIDGE=appcni0 POD_CIDR=10.244.0.0/24 NODE_ZONE=zone-a
+readonly NODE2_NAME=app-node-2 NODE2_IP=10.200.0.2 POD2_BRIDGE=appcni1 POD2_CIDR=10.244.1.0/24 NODE2_ZONE=zone-b
+readonly CLUSTER_CIDR=10.244.0.0/16
+readonly LB_IP=10.200.0.100
+# The host ends of the veths that join node 2 and the load balancer to the
+# node bridge.
+readonly NODE2_VETH=appnode2 LB_VETH=applb0
 readonly SERVICE_CIDR=10.96.0.0/24 API_SERVICE_IP=10.96.0.1 CLUSTER_DNS=10.96.0.10
 readonly ETCD_URL=http://127.0.0.1:12379 ETCD_PEER_URL=http://127.0.0.1:12380
 readonly API_URL=https://$NODE_IP:6443
-readonly REGISTRY_ADDR=127.0.0.1:15000
+# On the node address, so that node 2 reaches it too.
+readonly REGISTRY_ADDR=$NODE_IP:15000
 # The registries whose images containerd takes from the local one.
 readonly MIRRORED=(ghcr.io docker.io registry.k8s.io)
 readonly PAUSE_IMAGE=registry.k8s.io/pause:3.10
@@ -59,7 +80,10 @@ readonly NGINX_IMAGE=${NGINX_IMAGE:-docker.io/nginxinc/nginx-unprivileged:1.30.7
 # The image of the tutorial's kubectl debug recipe, from Debian's busybox.
 readonly BUSYBOX_IMAGE=docker.io/library/busybox:1.37
 # Started in this order, stopped in the reverse one.
-readonly COMPONENTS=(etcd registry kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+readonly COMPONENTS=(etcd registry kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy
+	containerd-2 kubelet-2 kube-proxy-2)
+# The load balancer double's processes (cluster.sh lb), stopped first.
+readonly LB_PROCS=(lb-https lb-http)
 # Paths that containerd 1.6 and the kubelet use whatever they are told.
 readonly HARDCODED_PATHS=(/run/containerd /var/lib/kubelet /var/log/containers /var/lib/cni)
 # Host settings that up or the components change; down restores them.
@@ -67,6 +91,9 @@ readonly SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bri
 	net.ipv4.conf.all.route_localnet vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
 	kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 readonly CGROUP_NAME=kubepods
+# Node 2's kubelet puts its pods under this cgroup (its cgroupRoot), so the
+# two kubelets never manage each other's kubepods.
+readonly NODE2_CGROUP=$NODE2_NAME
 
 bin=$("$here/build.sh" bindir)
 coredns_bin=$("$here/build.sh" coredns-bin)
@@ -155,7 +182,7 @@ check_host() {
 	if ((${#missing[@]})); then
 		die "missing ${missing[*]}: apt-get install etcd-server containerd runc containernetworking-plugins iptables docker-registry podman busybox-static openssl curl iproute2 (and Go)"
 	fi
-	for p in /sys/fs/cgroup/*/"$CGROUP_NAME" /sys/fs/cgroup/"$CGROUP_NAME"; do
+	for p in /sys/fs/cgroup/*/{"$CGROUP_NAME","$NODE2_CGROUP"} /sys/fs/cgroup/{"$CGROUP_NAME","$NODE2_CGROUP"}; do
 		[[ -e $p ]] && die "$p exists: another kubelet runs here"
 	done
 	for port in 6443 10248 10249 10250 10256 10257 10259 12379 12380 15000; do
@@ -203,9 +230,10 @@ pki() {
 		cert scheduler /CN=system:kube-scheduler
 		cert kube-proxy /CN=system:kube-proxy
 		cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "DNS:$NODE_NAME,IP:$NODE_IP"
+		cert kubelet-2 "/O=system:nodes/CN=system:node:$NODE2_NAME" "DNS:$NODE2_NAME,IP:$NODE2_IP"
 	)
 	local user file
-	for user in admin controller-manager scheduler kube-proxy kubelet; do
+	for user in admin controller-manager scheduler kube-proxy kubelet kubelet-2; do
 		file=$d/$user.kubeconfig
 		[[ $user == admin ]] && file=$S/kubeconfig
 		cat >"$file" <<-EOF
@@ -237,6 +265,84 @@ network() {
 	# to the node's bridge so they never leave the machine.
 	ip route replace "$SERVICE_CIDR" dev "$NODE_BRIDGE"
 	sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+}
+
+# namespaces makes node 2's mount and network namespaces and the load
+# balancer's network namespace. Each is kept as a file under $S/ns (a bind
+# mount of /proc/PID/ns/*, which keeps a namespace with no process in it);
+# programs enter them with nsenter (use_node). down unmounts the files, and
+# a namespace ends with its last process, taking its links, routes,
+# iptables rules, sysctls and mounts with it.
+namespaces() {
+	local ns=$S/ns p
+	mkdir -p "$ns"
+	# unshare keeps a namespace in a file only under a private mount.
+	mount --bind "$ns" "$ns"
+	mount --make-private "$ns"
+	touch "$ns/node-2.mnt" "$ns/node-2.net" "$ns/lb.net"
+	# Node 2's mount namespace: the paths containerd 1.6 and the kubelet
+	# use whatever they are told (HARDCODED_PATHS) are node 2's own
+	# directories there, so the nodes' shim sockets, container log links
+	# and CNI caches never meet. Made first, so that it holds no copy of
+	# the network namespaces' files.
+	for p in "${HARDCODED_PATHS[@]}"; do
+		mkdir -p "$p" "$S/node-2/host$p"
+	done
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	unshare --mount="$ns/node-2.mnt" --propagation private \
+		bash -c 'for p in "${@:2}"; do mount --bind "$1$p" "$p"; done' _ "$S/node-2/host" "${HARDCODED_PATHS[@]}"
+	unshare --net="$ns/node-2.net" true
+	unshare --net="$ns/lb.net" true
+}
+
+# join_bridge VETH NETNS IP: a veth pair from the node bridge (host end
+# VETH) to eth0 in the network namespace NETNS, which gets the address IP
+# on the node network.
+join_bridge() {
+	local veth=$1 ns=$2 ip=$3
+	ip link add "$veth" type veth peer name eth0 netns "$ns"
+	ip link set "$veth" master "$NODE_BRIDGE" up
+	nsenter --net="$ns" ip addr add "$ip/24" dev eth0
+	nsenter --net="$ns" ip link set lo up
+	nsenter --net="$ns" ip link set eth0 up
+}
+
+# node2_network joins node 2 to the node network and routes the pod ranges
+# between the nodes: node 2's through its address, everything else from
+# node 2 through node 1 (this machine), which holds node 1's pods and
+# routes the Service range to its bridge. Each node's kube-proxy turns
+# Service addresses into pod addresses before routing.
+node2_network() {
+	local ns=$S/ns/node-2.net
+	join_bridge "$NODE2_VETH" "$ns" "$NODE2_IP"
+	nsenter --net="$ns" ip route add default via "$NODE_IP"
+	# These sysctls belong to the namespace: they end with it.
+	nsenter --net="$ns" sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+	ip route replace "$POD2_CIDR" via "$NODE2_IP" dev "$NODE_BRIDGE"
+}
+
+# lb_network joins the load balancer's namespace to the node network at
+# LB_IP: it reaches both nodes' addresses, and clients on this machine
+# reach it through the node bridge. From there it is not this machine, so
+# kube-proxy treats its connections as a cloud load balancer's (with
+# externalTrafficPolicy: Local, only to the node's own pods).
+lb_network() {
+	join_bridge "$LB_VETH" "$S/ns/lb.net" "$LB_IP"
+}
+
+# node2_cgroups makes node 2's kubelet's cgroup root in every cgroup v1
+# hierarchy (the kubelet wants it to exist); a cpuset needs its CPUs and
+# memory nodes set before anything joins it.
+node2_cgroups() {
+	local h
+	for h in /sys/fs/cgroup/*/; do
+		[[ -d $h && ! -L ${h%/} ]] || continue
+		mkdir -p "$h$NODE2_CGROUP"
+	done
+	if [[ -f /sys/fs/cgroup/cpuset/cpuset.cpus ]]; then
+		cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/$NODE2_CGROUP/cpuset.cpus"
+		cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/$NODE2_CGROUP/cpuset.mems"
+	fi
 }
 
 etcd_up() {
@@ -291,9 +397,31 @@ controllers_up() {
 	wait_for "kube-scheduler ready" 60 curl -sfk https://127.0.0.1:10259/healthz
 }
 
+# use_node N sets what differs between node 1 and node 2: its name,
+# address, zone, pod range and bridge, state directory, the suffix of its
+# components' names (containerd, containerd-2), its kubelet's cgroup root,
+# and in_node, the command prefix that runs a program in its namespaces
+# (nothing for node 1, this machine's own).
+use_node() {
+	case $1 in
+	1)
+		node_name=$NODE_NAME node_ip=$NODE_IP node_zone=$NODE_ZONE pod_cidr=$POD_CIDR pod_bridge=$POD_BRIDGE
+		node_dir=$S node_sfx= cgroup_root=/
+		in_node=()
+		;;
+	2)
+		node_name=$NODE2_NAME node_ip=$NODE2_IP node_zone=$NODE2_ZONE pod_cidr=$POD2_CIDR pod_bridge=$POD2_BRIDGE
+		node_dir=$S/node-2 node_sfx=-2 cgroup_root=/$NODE2_CGROUP
+		in_node=(nsenter --net="$S/ns/node-2.net" --mount="$S/ns/node-2.mnt" --)
+		;;
+	*) die "no node $1" ;;
+	esac
+}
+
 containerd_up() {
-	local c=$S/containerd r
-	mkdir -p "$c" "$S/cni/net.d"
+	use_node "$1"
+	local c=$node_dir/containerd r
+	mkdir -p "$c" "$node_dir/cni/net.d"
 	for r in "${MIRRORED[@]}"; do
 		mkdir -p "$c/certs.d/$r"
 		cat >"$c/certs.d/$r/hosts.toml" <<-EOF
@@ -329,48 +457,50 @@ containerd_up() {
 		        Root = "$c/runc"
 		  [plugins."io.containerd.grpc.v1.cri".cni]
 		    bin_dir = "/usr/lib/cni"
-		    conf_dir = "$S/cni/net.d"
+		    conf_dir = "$node_dir/cni/net.d"
 		  [plugins."io.containerd.grpc.v1.cri".registry]
 		    config_path = "$c/certs.d"
 	EOF
-	cat >"$S/cni/net.d/10-app-cluster.conflist" <<-EOF
+	cat >"$node_dir/cni/net.d/10-app-cluster.conflist" <<-EOF
 		{
 		  "cniVersion": "0.4.0",
 		  "name": "app-cluster",
 		  "plugins": [
 		    {
-		      "type": "bridge", "bridge": "$POD_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-		      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$S/cni/ipam"}
+		      "type": "bridge", "bridge": "$pod_bridge", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+		      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$pod_cidr"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$node_dir/cni/ipam"}
 		    },
 		    {"type": "loopback"}
 		  ]
 		}
 	EOF
-	start containerd containerd --config "$c/config.toml"
-	wait_for "containerd ready" 30 ctr --address "$c/containerd.sock" version
+	start "containerd$node_sfx" "${in_node[@]}" containerd --config "$c/config.toml"
+	wait_for "containerd$node_sfx ready" 30 ctr --address "$c/containerd.sock" version
 }
 
 kubelet_up() {
+	use_node "$1"
 	local p=$S/pki
-	mkdir -p "$S/kubelet" "$S/pod-logs"
-	cat >"$S/kubelet.yaml" <<-EOF
+	mkdir -p "$node_dir/kubelet" "$node_dir/pod-logs"
+	cat >"$node_dir/kubelet.yaml" <<-EOF
 		apiVersion: kubelet.config.k8s.io/v1beta1
 		kind: KubeletConfiguration
-		address: $NODE_IP
+		address: $node_ip
 		healthzBindAddress: 127.0.0.1
 		authentication:
 		  anonymous: {enabled: false}
 		  webhook: {enabled: true}
 		  x509: {clientCAFile: $p/ca.crt}
 		authorization: {mode: Webhook}
-		tlsCertFile: $p/kubelet.crt
-		tlsPrivateKeyFile: $p/kubelet.key
+		tlsCertFile: $p/kubelet$node_sfx.crt
+		tlsPrivateKeyFile: $p/kubelet$node_sfx.key
 		cgroupDriver: cgroupfs
-		containerRuntimeEndpoint: unix://$S/containerd/containerd.sock
+		cgroupRoot: $cgroup_root
+		containerRuntimeEndpoint: unix://$node_dir/containerd/containerd.sock
 		clusterDNS: [$CLUSTER_DNS]
 		clusterDomain: cluster.local
 		resolvConf: ""
-		podLogsDir: $S/pod-logs
+		podLogsDir: $node_dir/pod-logs
 		failSwapOn: false
 		serializeImagePulls: false
 		maxPods: 60
@@ -383,33 +513,43 @@ kubelet_up() {
 		# make rotate waits for the pods however long their kubelets take.
 		syncFrequency: 10s
 	EOF
-	start kubelet kubelet --config="$S/kubelet.yaml" --kubeconfig="$p/kubelet.kubeconfig" \
-		--root-dir="$S/kubelet" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP"
-	wait_for "node Ready" 120 node_ready
+	# The zone label, which a cloud's node controller sets: the
+	# Deployments' topology spread and the course's drain act on it. The
+	# NodeRestriction admission plugin lets a kubelet set this label.
+	start "kubelet$node_sfx" "${in_node[@]}" kubelet --config="$node_dir/kubelet.yaml" --kubeconfig="$p/kubelet$node_sfx.kubeconfig" \
+		--root-dir="$node_dir/kubelet" --hostname-override="$node_name" --node-ip="$node_ip" \
+		--node-labels="topology.kubernetes.io/zone=$node_zone"
+	wait_for "node $node_name Ready" 120 node_ready "$node_name"
 }
 
 node_ready() {
-	[[ $(kubectl get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]
+	[[ $(kubectl get node "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]
 }
 
 proxy_up() {
-	# NodePorts only on the loopback address: 127.0.0.1:<nodePort> reaches a
-	# Service from this machine, and nothing is opened on its other addresses.
-	cat >"$S/kube-proxy.yaml" <<-EOF
+	use_node "$1"
+	# NodePorts and the load balancer's health check ports (every
+	# Service's healthCheckNodePort) on the node's address, where the load
+	# balancer double sends; node 1 also on the loopback address, so that
+	# 127.0.0.1:<nodePort> reaches a Service from this machine. Nothing is
+	# opened on this machine's other addresses.
+	local addresses="[$node_ip/32]"
+	[[ $1 == 1 ]] && addresses="[$node_ip/32, 127.0.0.1/32]"
+	cat >"$node_dir/kube-proxy.yaml" <<-EOF
 		apiVersion: kubeproxy.config.k8s.io/v1alpha1
 		kind: KubeProxyConfiguration
 		clientConnection: {kubeconfig: $S/pki/kube-proxy.kubeconfig}
 		mode: iptables
 		clusterCIDR: $CLUSTER_CIDR
-		hostnameOverride: $NODE_NAME
+		hostnameOverride: $node_name
 		healthzBindAddress: 127.0.0.1:10256
 		metricsBindAddress: 127.0.0.1:10249
-		nodePortAddresses: [127.0.0.1/32]
+		nodePortAddresses: $addresses
 		iptables: {localhostNodePorts: true}
 		conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 	EOF
-	start kube-proxy kube-proxy --config="$S/kube-proxy.yaml"
-	wait_for "kube-proxy ready" 60 curl -sf http://127.0.0.1:10256/healthz
+	start "kube-proxy$node_sfx" "${in_node[@]}" kube-proxy --config="$node_dir/kube-proxy.yaml"
+	wait_for "kube-proxy$node_sfx ready" 60 "${in_node[@]}" curl -sf http://127.0.0.1:10256/healthz
 }
 
 # podman_infra runs podman on a storage of the cluster's own, so the
@@ -466,6 +606,7 @@ nginx_rootfs() {
 }
 
 images_up() {
+	local t=$SECONDS
 	mkdir -p "$S/images"/{pause,coredns,nginx,busybox}
 	cp /bin/busybox "$S/images/pause/busybox"
 	build_image pause "$PAUSE_IMAGE"
@@ -475,6 +616,7 @@ images_up() {
 	build_image coredns "$COREDNS_IMAGE"
 	nginx_rootfs "$S/images/nginx/rootfs"
 	build_image nginx "$NGINX_IMAGE"
+	log "images built and pushed in $((SECONDS - t))s"
 }
 
 dns_up() {
@@ -502,18 +644,76 @@ up() {
 	trap 'log "up failed: logs in $S/logs; taking it down"; tail -n 20 "$S"/logs/*.log >&2 || true; down' ERR
 	pki
 	network
+	namespaces
+	node2_network
+	lb_network
+	node2_cgroups
 	etcd_up
 	registry_up
 	apiserver_up
 	controllers_up
-	containerd_up
+	containerd_up 1
+	containerd_up 2
 	images_up
-	kubelet_up
-	proxy_up
+	kubelet_up 1
+	kubelet_up 2
+	proxy_up 1
+	proxy_up 2
+	lb_build
 	dns_up
 	trap - ERR
-	log "up in $((SECONDS - t0))s (binaries: ${t_build}s); node $NODE_NAME at $NODE_IP"
+	log "up in $((SECONDS - t0))s (binaries: ${t_build}s); nodes $NODE_NAME at $NODE_IP ($NODE_ZONE), $NODE2_NAME at $NODE2_IP ($NODE2_ZONE)"
 	env_exports >&2
+}
+
+# lb_build builds the load balancer double (lb/cmd/cloudlb) for cluster.sh lb.
+lb_build() {
+	local t=$SECONDS
+	mkdir -p "$S/bin"
+	(cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -o "$S/bin/cloudlb" ./test/cluster/lb/cmd/cloudlb)
+	log "cloudlb built in $((SECONDS - t))s"
+}
+
+# lb SERVICE PROFILE [CLOUDLB_FLAG…] does by hand what a cloud's service
+# controller does for a Service of type LoadBalancer with
+# externalTrafficPolicy: Local: it (re)starts the load balancer double
+# (lb/cmd/cloudlb, with PROFILE's health checks and the flags given) at
+# LB_IP, one per Service port (443 and 80), with every node as a backend
+# at the port's nodePort and the Service's healthCheckNodePort; then it
+# writes LB_IP into the Service's status, so that `kubectl get service`
+# shows it as EXTERNAL-IP. ipMode Proxy says the address is a proxy's:
+# kube-proxy then leaves connections to it alone, so they reach the
+# double instead of being short-cut to the pods on this machine. The
+# Service is looked up in kubectl's current namespace. Open connections
+# through an earlier double are closed.
+lb() {
+	local svc=$1 profile=$2 hc nodes ip port name nodeport backends
+	shift 2
+	alive kube-apiserver || die "the cluster is not running: cluster.sh up first"
+	hc=$(kubectl get service "$svc" -o 'jsonpath={.spec.healthCheckNodePort}')
+	[[ -n $hc ]] || die "service $svc has no healthCheckNodePort: is it of type LoadBalancer with externalTrafficPolicy: Local?"
+	nodes=$(kubectl get nodes -o 'jsonpath={range .items[*]}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
+	for name in "${LB_PROCS[@]}"; do
+		stop "$name"
+	done
+	for port in 443 80; do
+		name=lb-https
+		[[ $port == 80 ]] && name=lb-http
+		nodeport=$(kubectl get service "$svc" -o "jsonpath={.spec.ports[?(@.port==$port)].nodePort}")
+		[[ -n $nodeport ]] || die "service $svc has no port $port"
+		backends=()
+		for ip in $nodes; do
+			backends+=(-backend "$ip:$nodeport,$hc")
+		done
+		start "$name" nsenter --net="$S/ns/lb.net" -- "$S/bin/cloudlb" -listen "$LB_IP:$port" -profile "$profile" "${backends[@]}" "$@"
+		wait_for "$name listening" 10 grep -q '"msg":"listening"' "$S/logs/$name.log" ||
+			die "$name did not start: $(tail -n 3 "$S/logs/$name.log")"
+	done
+	kubectl patch service "$svc" --subresource=status --type=merge \
+		-p "{\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"$LB_IP\",\"ipMode\":\"Proxy\"}]}}}" >/dev/null
+	# Until a node has passed its checks, the profile fails open or refuses.
+	wait_for "load balancer ($profile): a node healthy" 60 grep -q '"msg":"node healthy' "$S/logs/lb-https.log"
+	log "load balancer $LB_IP ($profile) for service $svc: backends $(echo $nodes), health check port $hc"
 }
 
 # push IMAGE… copies images from the host's podman storage into the local
@@ -537,6 +737,10 @@ status() {
 	for c in "${COMPONENTS[@]}"; do
 		if alive "$c"; then echo "$c: running (pid $(cat "$S/pids/$c"))"; else echo "$c: not running" && down=1; fi
 	done
+	# The load balancer runs only once cluster.sh lb started it.
+	for c in "${LB_PROCS[@]}"; do
+		if alive "$c"; then echo "$c: running (pid $(cat "$S/pids/$c"))"; fi
+	done
 	return $down
 }
 
@@ -548,14 +752,21 @@ delete_pods() {
 	alive kube-apiserver && alive kubelet || return 0
 	stop kube-controller-manager # or it would make new pods
 	kubectl delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
-	local sock=$S/containerd/containerd.sock
-	wait_for "pods gone" 60 bash -c "[[ -z \$(ctr --address '$sock' -n k8s.io tasks list -q) ]]" || true
+	local n
+	for n in 1 2; do
+		use_node "$n"
+		alive "kubelet$node_sfx" || continue
+		wait_for "pods gone from $node_name" 60 \
+			bash -c "[[ -z \$(ctr --address '$node_dir/containerd/containerd.sock' -n k8s.io tasks list -q) ]]" || true
+	done
 }
 
-# kill_tasks kills whatever still runs in containerd, and the shims.
+# kill_tasks N kills whatever still runs in node N's containerd, and the
+# shims.
 kill_tasks() {
-	local sock=$S/containerd/containerd.sock id pid
-	if alive containerd; then
+	use_node "$1"
+	local sock=$node_dir/containerd/containerd.sock id pid
+	if alive "containerd$node_sfx"; then
 		for id in $(ctr --address "$sock" -n k8s.io tasks list -q 2>/dev/null); do
 			ctr --address "$sock" -n k8s.io tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
 			ctr --address "$sock" -n k8s.io tasks delete -f "$id" >/dev/null 2>&1 || true
@@ -611,7 +822,9 @@ clean_links() {
 			ip link del "$l" 2>/dev/null || true
 		done
 	fi
-	for l in "$POD_BRIDGE" "$NODE_BRIDGE"; do
+	# A veth pair goes with either end; node 2's pod bridge and veths go
+	# with its network namespace.
+	for l in "$NODE2_VETH" "$LB_VETH" "$POD_BRIDGE" "$NODE_BRIDGE"; do
 		ip link del "$l" 2>/dev/null && log "deleted link $l"
 	done
 	true
@@ -622,7 +835,7 @@ clean_links() {
 # removes the trees, deepest first.
 remove_cgroups() {
 	local top pids
-	for top in /sys/fs/cgroup/*/"$CGROUP_NAME" /sys/fs/cgroup/"$CGROUP_NAME"; do
+	for top in /sys/fs/cgroup/*/{"$CGROUP_NAME","$NODE2_CGROUP"} /sys/fs/cgroup/{"$CGROUP_NAME","$NODE2_CGROUP"}; do
 		[[ -d $top ]] || continue
 		pids=$(find "$top" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
 		if [[ -n $pids ]]; then
@@ -658,13 +871,18 @@ down() {
 	if [[ ! -d $S ]]; then
 		log "not up (no $S)"
 	else
+		for c in "${LB_PROCS[@]}"; do
+			stop "$c"
+		done
 		delete_pods
 		for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
 			c=${COMPONENTS[i]}
-			[[ $c == containerd ]] && kill_tasks
+			[[ $c == containerd ]] && kill_tasks 1
+			[[ $c == containerd-2 ]] && kill_tasks 2
 			stop "$c"
 		done
-		kill_tasks
+		kill_tasks 1
+		kill_tasks 2
 		unmount_all
 		clean_netfilter
 		clean_links
@@ -683,10 +901,15 @@ push)
 	push "$@"
 	;;
 env) env_exports ;;
+lb)
+	[[ -n ${3:-} ]] || die "usage: cluster.sh lb SERVICE PROFILE [CLOUDLB_FLAG…] (profiles: gke, gke-rbs, aws-elb, aws-nlb)"
+	shift
+	lb "$@"
+	;;
 status) status ;;
 nginx-rootfs)
 	[[ -n ${2:-} ]] || die "usage: cluster.sh nginx-rootfs DIR"
 	nginx_rootfs "$2"
 	;;
-*) die "usage: cluster.sh up|down|push IMAGE…|env|status|nginx-rootfs DIR" ;;
+*) die "usage: cluster.sh up|down|push IMAGE…|env|status|lb SERVICE PROFILE [FLAG…]|nginx-rootfs DIR" ;;
 esac

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # e2e.sh is `make test-cluster`: the course, end to end, on a real
-# single-node Kubernetes (cluster.sh), through the commands the tutorial
+# two-node Kubernetes (cluster.sh), through the commands the tutorial
 # (docs/tutorial.md) gives users, with the rollout load tester (cmd/rollout)
-# sending logged-in requests to /secure through the frontend during every
-# change. Then it takes the cluster down and checks that the host is as before.
+# sending logged-in requests to /secure through the frontend's load
+# balancer during every change. Then it takes the cluster down and checks
+# that the host is as before.
 #
 #   1 deploy      in a copy of the repository, as a learner's clone: make images,
 #                 make set-registry, make certs, make secrets, make deploy
 #                 OVERLAY=local: every Deployment rolls out, every pod Ready;
 #                 make deploy with an image that does not exist says
-#                 ImagePullBackOff and the image within its first 30 s report
-#   2 frontend    through the frontend Service over TLS: login, token, /secure;
-#                 a new certificate (make certs, make deploy) rolls the frontend
+#                 ImagePullBackOff and the image within its first 30 s report;
+#                 the frontend Service gets its EXTERNAL-IP (cluster.sh lb)
+#   2 frontend    a certificate for that address (make certs HOSTS=, make
+#                 deploy) rolls the frontend; through the load balancer over
+#                 TLS: login, token, /secure; port 80 redirects to HTTPS
 #   3 pods        the monolith pod via kubectl port-forward, and the tutorial's
 #                 kubectl debug recipe under the restricted profile; the
 #                 secure-monolith's nginx sidecar, and the NodePort Service once
@@ -28,17 +31,26 @@
 #                 under load by clients logged in before, during and after it:
 #                 no failed request, no token rejected by any pod (their
 #                 /metrics), no restart; then the old key's token gets 401
-#   9 down        cluster down; no process, mount, link, rule or directory left
+#   9 provider    make deploy OVERLAY=gke, then kubectl rollout restart of the
+#                 frontend behind GKE's target pool timings (profile gke):
+#                 no failed request, kept-alive or a new connection per request
+#  10 drain       kubectl drain of the node with the most pods, under the same
+#                 loads: no failed request, a PodDisruptionBudget holds back an
+#                 eviction (kubectl drain says so); then uncordon
+#  11 down        cluster down; no process, mount, link, route, namespace,
+#                 cgroup, rule or directory left
 #
 # Every kubectl and make command runs in a copy of the repository
 # ($CLUSTER_E2E_DIR/src: the tracked and untracked files, not tls/ or bin/),
 # since make set-registry rewrites kubernetes/. The commands are the
 # tutorial's for GKE and EKS, with OVERLAY=local.
 #
-# The frontend is reached as https://127.0.0.1:<nodePort>: kube-proxy serves
-# NodePorts on the loopback address only (cluster.sh); the canary's share is
-# sampled at the hello Service's cluster address. All test traffic stays on
-# this machine. Settings: RATE (50 requests/s), STEPS (only those steps), CLUSTER_E2E_DIR
+# The frontend is reached at its Service's EXTERNAL-IP, the address of the
+# load balancer double (test/cluster/lb) that cluster.sh lb runs for it with
+# a provider's health checks: gke-rbs for the course (overlays/local's drain
+# is sized for it), gke for step 9 and 10 (overlays/gke's). The canary's
+# share is sampled at the hello Service's cluster address. All test traffic
+# stays on this machine. Settings: RATE (50 requests/s), STEPS (only those steps), CLUSTER_E2E_DIR
 # (/var/tmp/app-cluster-e2e, removed at the end), KEEP_CLUSTER=1 leaves the
 # cluster up for a look (cluster.sh down removes it).
 set -euo pipefail
@@ -74,11 +86,11 @@ t_start=$SECONDS
 # step NAME FUNCTION runs FUNCTION in a subshell with errexit in force (bash
 # ignores errexit in functions called as conditions) and records the result
 # and duration. After a failed step the rest are skipped. STEPS="1 5" runs
-# only those (with 0 and 9, which always run): a quicker look at one lesson
+# only those (with 0 and down, which always run): a quicker look at one lesson
 # while working on it, never what CI runs.
 step() {
 	local name=$1 fn=$2 t=$SECONDS rc
-	if [[ -n ${STEPS:-} && ${name%% *} != [09] && " $STEPS " != *" ${name%% *} "* ]]; then
+	if [[ -n ${STEPS:-} && ${name%% *} != 0 && $fn != cluster_down && " $STEPS " != *" ${name%% *} "* ]]; then
 		echo "SKIP|$name|not in STEPS" >>"$E/steps"
 		return 0
 	fi
@@ -105,30 +117,50 @@ step() {
 	fi
 }
 
-# load_start NAME starts the rollout tester in the background: logged in,
-# GET /secure through the frontend at RATE requests/s until load_stop.
+# load_start NAME [ROLLOUT_FLAG…] starts the rollout tester in the
+# background: logged in, GET /secure through the frontend at RATE
+# requests/s until load_stop (-keepalive=false: a new connection for every
+# request). It returns after LOAD_SETTLE (5) seconds of steady load.
 load_start() {
 	local name=$1
+	shift
 	# timeout bounds it should load_stop never come; it passes SIGINT on.
 	# The login from the environment: an argument shows in the process list.
 	ROLLOUT_LOGIN=$LOGIN timeout -s INT 900 "$E/rollout" -url "$(frontend_url)/secure" -cacert "$TLS_DIR/ca.pem" \
-		-rate "$RATE" -duration 0 >"$E/load-$name.log" 2>&1 &
+		-rate "$RATE" -duration 0 "$@" >"$E/load-$name.log" 2>&1 &
 	echo $! >"$E/load-$name.pid"
+	local t=$SECONDS
+	until grep -q '^attacking' "$E/load-$name.log"; do
+		if ((SECONDS - t >= 10)); then
+			cat "$E/load-$name.log" >&2
+			fail "the load tester did not start"
+		fi
+		sleep 0.2
+	done
 	# Steady state first: the timeline shows the change against it.
-	sleep 5
-	grep -q '^attacking' "$E/load-$name.log" || {
-		cat "$E/load-$name.log" >&2
-		fail "the load tester did not start"
-	}
+	sleep "${LOAD_SETTLE:-5}"
 }
 
-# load_stop NAME [VERSION…] stops the tester after a few more seconds,
-# prints its per-second timeline and summary, records the counts, and fails
-# if a request failed or one of VERSIONs never answered.
+# load_pair_start NAME starts two testers at once, as load_start does:
+# NAME with kept-alive connections, NAME-new with a new connection for
+# every request (a curl loop). load_pair_stop NAME [VERSION…] stops both.
+load_pair_start() {
+	LOAD_SETTLE=0 load_start "$1"
+	load_start "$1-new" -keepalive=false
+}
+
+load_pair_stop() {
+	load_stop "$1" "${@:2}"
+	LOAD_SETTLE=0 load_stop "$1-new" "${@:2}"
+}
+
+# load_stop NAME [VERSION…] stops the tester after LOAD_SETTLE (5) more
+# seconds, prints its per-second timeline and summary, records the counts,
+# and fails if a request failed or one of VERSIONs never answered.
 load_stop() {
 	local name=$1 pid rc=0 summary versions v
 	shift
-	sleep 5
+	sleep "${LOAD_SETTLE:-5}"
 	pid=$(cat "$E/load-$name.pid")
 	rm -f "$E/load-$name.pid"
 	kill -INT "$pid" 2>/dev/null || true
@@ -155,10 +187,24 @@ kill_loads() {
 	done
 }
 
+# frontend_url: the frontend Service's EXTERNAL-IP, the load balancer
+# double's address (cluster.sh lb), as users reach it on a cloud.
 frontend_url() {
-	local port
-	port=$(kubectl get service frontend -o 'jsonpath={.spec.ports[?(@.name=="https")].nodePort}')
-	echo "https://127.0.0.1:$port"
+	local ip
+	ip=$(kubectl get service frontend -o 'jsonpath={.status.loadBalancer.ingress[0].ip}')
+	[[ -n $ip ]] || fail "the frontend Service has no EXTERNAL-IP (cluster.sh lb frontend PROFILE)"
+	echo "https://$ip"
+}
+
+# external_ip waits for the frontend Service's address, as the tutorial's
+# loop does on a cloud, and prints it.
+external_ip() {
+	local ip t=$SECONDS
+	until ip=$(kubectl get service frontend -o 'jsonpath={.status.loadBalancer.ingress[0].ip}') && [[ -n $ip ]]; do
+		((SECONDS - t < 60)) || fail "no EXTERNAL-IP for the frontend Service within 60s"
+		sleep 1
+	done
+	echo "$ip"
 }
 
 # port_forward NAME LOCAL:REMOTE starts kubectl port-forward to pod NAME and
@@ -201,9 +247,10 @@ host_state() {
 		echo "sysctl $s=$(sysctl -n "$s" 2>/dev/null)"
 	done
 	echo "iptables rules/chains named KUBE-/CNI-: $( (iptables-save 2>/dev/null; ip6tables-save 2>/dev/null) | grep -cE '(KUBE|CNI)-' || true)"
-	ip -o link show | awk -F': ' '$2 ~ /^(appnode0|appcni0)/ {print "link " $2}'
+	ip -o link show | awk -F': ' '$2 ~ /^app/ {print "link " $2}'
+	ip route show | awk '/^10\.(96|244|200)\./ {print "route " $0}'
 	awk -v re="^($state|/run/containerd|/var/lib/kubelet)(/|\$)" '$2 ~ re {print "mount " $2}' /proc/mounts
-	for s in "$state" /run/containerd /var/lib/kubelet /var/log/containers /var/lib/cni /sys/fs/cgroup/memory/kubepods /sys/fs/cgroup/cpu/kubepods; do
+	for s in "$state" /run/containerd /var/lib/kubelet /var/log/containers /var/lib/cni /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/app-node-2; do
 		[[ -e $s ]] && echo "path $s"
 	done
 	pgrep -af "$state|containerd-shim" | sed 's/^[0-9]* /process /' || true
@@ -267,11 +314,42 @@ deploy() {
 	grep -Eq "(ImagePullBackOff|ErrImagePull).*$missing" "$E/diagnosis.log" ||
 		fail "make deploy did not say ImagePullBackOff and the image $missing"
 	make -s deploy OVERLAY=local
+
+	# The cloud's part: a load balancer for the frontend Service, here the
+	# double with GKE's backend service-based health check (gke-rbs, what
+	# overlays/gke asks for; overlays/local's drain is sized for it).
+	"$here/cluster.sh" lb frontend gke-rbs
+	log "frontend's EXTERNAL-IP: $(external_ip)"
+	kubectl get service frontend
+	kubectl get nodes -L topology.kubernetes.io/zone
+	echo "deploy: pods per node:" | tee -a "$E/notes"
+	pods_per_node | sed 's/^/    /' | tee -a "$E/notes"
 }
 
 frontend() {
-	local url token code
+	local url token code ip
 	cd "$src"
+	# Before the load balancer has a certificate for its address: the
+	# frontend at node 1's NodePort on this machine, with the localhost
+	# certificate of make certs.
+	curl -fsS --cacert "$TLS_DIR/ca.pem" \
+		"https://127.0.0.1:$(kubectl get service frontend -o 'jsonpath={.spec.ports[?(@.name=="https")].nodePort}')/" >/dev/null
+
+	# A new certificate for the load balancer's address, as the tutorial
+	# makes one: make deploy rolls the frontend by itself, and only it.
+	local secret hello_rs
+	ip=$(external_ip)
+	secret=$(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')
+	hello_rs=$(kubectl get deployment hello -o 'jsonpath={.metadata.generation}')
+	make -s certs FORCE=1 HOSTS="$ip"
+	make -s deploy OVERLAY=local
+	[[ $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}') != "$secret" ]] ||
+		fail "a new certificate kept the frontend's Secret $secret"
+	[[ $(kubectl get deployment hello -o 'jsonpath={.metadata.generation}') == "$hello_rs" ]] ||
+		fail "a new certificate changed deployment hello"
+	log "new certificate: frontend rolled to $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')"
+
+	# Through the load balancer, as users: HTTPS with the new certificate.
 	url=$(frontend_url)
 	curl -fsS --cacert "$TLS_DIR/ca.pem" "$url/" >/dev/null
 	code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$TLS_DIR/ca.pem" "$url/secure")
@@ -280,25 +358,9 @@ frontend() {
 	[[ -n $token && $token != null ]] || fail "no token from /login"
 	curl -fsS --cacert "$TLS_DIR/ca.pem" -H "Authorization: Bearer $token" "$url/secure"
 	echo
-	# Plain HTTP answers with a redirect to HTTPS.
-	local http_port
-	http_port=$(kubectl get service frontend -o 'jsonpath={.spec.ports[?(@.name=="http")].nodePort}')
-	code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http_port/")
-	[[ $code == 308 ]] || fail "GET http:// : $code, want 308"
-
-	# A new certificate, as the tutorial makes one for the load balancer's
-	# address: make deploy rolls the frontend by itself, and only it.
-	local secret hello_rs
-	secret=$(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')
-	hello_rs=$(kubectl get deployment hello -o 'jsonpath={.metadata.generation}')
-	make -s certs FORCE=1 HOSTS=127.0.0.1
-	make -s deploy OVERLAY=local
-	[[ $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}') != "$secret" ]] ||
-		fail "a new certificate kept the frontend's Secret $secret"
-	[[ $(kubectl get deployment hello -o 'jsonpath={.metadata.generation}') == "$hello_rs" ]] ||
-		fail "a new certificate changed deployment hello"
-	curl -fsS --cacert "$TLS_DIR/ca.pem" "$url/" >/dev/null
-	log "new certificate: frontend rolled to $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}'), served with the new CA"
+	# Plain HTTP (the load balancer's port 80) answers with a redirect to HTTPS.
+	code=$(curl -sS -o /dev/null -w '%{http_code}' "http://$ip/")
+	[[ $code == 308 ]] || fail "GET http://$ip/ : $code, want 308"
 }
 
 pods() {
@@ -641,6 +703,121 @@ broken() {
 	load_stop never-ready 1.0.0
 }
 
+# ---- the load balancer and the nodes ------------------------------------------
+
+# pods_per_node prints, per node, how many of the namespace's running pods
+# it holds and of which app.
+pods_per_node() {
+	kubectl get pods -o json | jq -r '
+		[.items[] | select(.status.phase == "Running" and .metadata.deletionTimestamp == null)
+			| {node: .spec.nodeName, app: .metadata.labels.app}]
+		| group_by(.node)[]
+		| "\(.[0].node): \(length) pods (" + ([group_by(.app)[] | "\(.[0].app) \(length)"] | join(", ")) + ")"'
+}
+
+# lb_events SINCE prints the load balancer's changes of a node's health
+# logged after line SINCE of its log, on one line: "TIME NODE
+# healthy|unhealthy; …", or that there was none.
+lb_events() {
+	local events
+	events=$(tail -n +"$(($1 + 1))" "$state/logs/lb-https.log" |
+		jq -r 'select(.msg | startswith("node ")) | "\(.time[11:19]) \(.node) \(.msg | split(":")[0] | ltrimstr("node "))"' |
+		paste -sd ';' | sed 's/;/; /g')
+	echo "${events:-no node changed health}"
+}
+
+lb_lines() {
+	wc -l <"$state/logs/lb-https.log"
+}
+
+# provider_timings restarts the frontend through the load balancer with a
+# cloud's timings, the slowest of the course's: overlays/gke's frontend
+# (preStop 30 s, minReadySeconds 10, grace 65 s: sized for the target
+# pool's 8 s x 3 failures = 24 s) behind the double with profile gke,
+# GKE's target pool-based load balancer. The course's steps run with
+# overlays/local (preStop 12 s) behind gke-rbs (3 s x 2): behind the
+# target pool, whose node stays in rotation up to 24 s after its frontend
+# pod began to stop, the local timings would leave a node in rotation for
+# about 12 s with no frontend serving there. Two loads at once:
+# kept-alive connections, and a new connection per request. The deploy of
+# the gke overlay itself rolls every Deployment (its tolerations), under
+# the same two loads behind gke-rbs.
+provider_timings() {
+	local since
+	cd "$src"
+	load_pair_start gke-deploy
+	make -s deploy OVERLAY=gke
+	load_pair_stop gke-deploy
+	kubectl get deployment frontend -o 'jsonpath={"frontend: preStop "}{.spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds}{"s, minReadySeconds "}{.spec.minReadySeconds}{", grace "}{.spec.template.spec.terminationGracePeriodSeconds}{"s\n"}' |
+		tee -a "$E/notes"
+	wait_until "no pod terminating" 120 no_pod_terminating
+	"$here/cluster.sh" lb frontend gke
+
+	since=$(lb_lines)
+	load_pair_start gke-restart
+	local t=$SECONDS
+	echo "gke: kubectl rollout restart deployment/frontend at $(date -u +%T)" | tee -a "$E/notes"
+	kubectl rollout restart deployment/frontend
+	kubectl rollout status deployment/frontend --timeout=180s
+	wait_until "the old frontend pods gone" 120 no_pod_terminating
+	echo "gke: frontend restarted in $((SECONDS - t))s (until the last old pod ended) behind profile gke" | tee -a "$E/notes"
+	# Whether a node lost its last ready frontend pod on the way, and so
+	# the load balancer steered away from it, is the scheduler's choice of
+	# node for each new pod: said, not required (step 10 forces it).
+	echo "gke: the load balancer saw: $(lb_events "$since")" | tee -a "$E/notes"
+	load_pair_stop gke-restart
+}
+
+# node_drain drains, under load through the load balancer, the node that
+# holds the most of the app's pods, then uncordons it. The PodDisruptionBudgets
+# (maxUnavailable 1) hold back the eviction of a second pod of one
+# Deployment until its replacement is ready on the other node: kubectl drain
+# says so and retries. Still behind profile gke, with the gke overlay's
+# frontend.
+node_drain() {
+	local node line since t
+	cd "$src"
+	# kubectl drain refuses pods no controller would recreate: the lessons'
+	# bare pods go first.
+	kubectl get pods -o json | jq -r '.items[] | select(.metadata.ownerReferences == null) | .metadata.name' |
+		xargs -r kubectl delete pod --wait=false
+	wait_until "no pod terminating" 120 no_pod_terminating
+	echo "drain: pods per node before:" | tee -a "$E/notes"
+	pods_per_node | sed 's/^/    /' | tee -a "$E/notes"
+	node=$(kubectl get pods -o json | jq -r '[.items[] | select(.status.phase == "Running") | .spec.nodeName] | group_by(.) | max_by(length) | .[0]')
+	[[ -n $node && $node != null ]] || fail "no node holds a running pod"
+	local frontends
+	frontends=$(kubectl get pods -l app=frontend --field-selector "spec.nodeName=$node,status.phase=Running" -o name | wc -l)
+	# The PDB holds only if one Deployment has two pods there.
+	kubectl get pods --field-selector "spec.nodeName=$node" -o json |
+		jq -e '[.items[].metadata.ownerReferences[0].name] | group_by(.) | any(length >= 2)' >/dev/null ||
+		fail "$node holds no two pods of one Deployment: no disruption budget can hold back its drain"
+
+	since=$(lb_lines)
+	load_pair_start drain
+	t=$SECONDS
+	echo "drain: kubectl drain $node started at $(date -u +%T)" | tee -a "$E/notes"
+	kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout=240s 2>&1 | tee "$E/drain.log"
+	echo "drain: kubectl drain $node took $((SECONDS - t))s" | tee -a "$E/notes"
+	line=$(grep -m 1 'disruption budget' "$E/drain.log") ||
+		fail "kubectl drain never said an eviction would violate a disruption budget"
+	echo "drain: the PDB held back an eviction: $line" | tee -a "$E/notes"
+	[[ -z $(kubectl get pods --field-selector "spec.nodeName=$node" -o name) ]] || fail "pods left on $node after the drain"
+	kubectl wait deployments --all --for=condition=Available --timeout=120s
+	echo "drain: pods per node after the drain:" | tee -a "$E/notes"
+	pods_per_node | sed 's/^/    /' | tee -a "$E/notes"
+	kubectl uncordon "$node"
+	echo "drain: the load balancer saw: $(lb_events "$since")" | tee -a "$E/notes"
+	# A node without a frontend pod was out of rotation before.
+	if ((frontends > 0)); then
+		lb_events "$since" | grep -q " $(kubectl get node "$node" -o 'jsonpath={.status.addresses[?(@.type=="InternalIP")].address}'):[0-9]* unhealthy" ||
+			fail "the load balancer never took $node (with $frontends frontend pods) out of rotation"
+	fi
+	load_pair_stop drain
+	echo "drain: pods per node after uncordon (pods move back only when replaced):" | tee -a "$E/notes"
+	pods_per_node | sed 's/^/    /' | tee -a "$E/notes"
+}
+
 cluster_down() {
 	"$here/cluster.sh" down
 	"$here/cluster.sh" down # safe twice
@@ -715,6 +892,8 @@ main() {
 	step "6 blue-green, canary" bluegreen_canary
 	step "7 never-ready" broken
 	step "8 key rotation" rotation
+	step "9 GKE timings via LB" provider_timings
+	step "10 node drain" node_drain
 	kill_port_forwards
 	if ((failed > 0)); then
 		diagnose
@@ -723,8 +902,8 @@ main() {
 		log "KEEP_CLUSTER=1: the cluster stays up; test/cluster/cluster.sh down removes it"
 	else
 		failed_before=$failed
-		failed=0 # step 9 runs whatever happened before
-		step "9 down" cluster_down
+		failed=0 # down runs whatever happened before
+		step "11 down" cluster_down
 		failed=$((failed + failed_before))
 	fi
 	summary
