@@ -4,6 +4,7 @@
 #
 #   cluster.sh up           start it: PKI, etcd, the control plane, a local
 #                           registry, containerd, kubelet, kube-proxy, CoreDNS
+#                           and the NetworkPolicy agent (kube-network-policies)
 #   cluster.sh down         stop it and undo every change it made to the host;
 #                           safe to run twice, or after a failed up
 #   cluster.sh push IMAGE…  copy images from podman's storage into the
@@ -21,7 +22,8 @@
 # force it to, and down undoes each: the bridges appnode0 (node address
 # 10.200.0.1) and appcni0 (pods, 10.244.0.0/24), their veths and the route to
 # the Service range (10.96.0.0/24); iptables and ip6tables chains named KUBE-*
-# and CNI-* and the rules that jump to them; sysctls (saved at up, restored at
+# and CNI-* and the rules that jump to them; the NetworkPolicy agent's
+# nftables table (inet kube-network-policies); sysctls (saved at up, restored at
 # down); the kubepods cgroups; the paths containerd and the kubelet hard-code
 # (/run/containerd, /var/lib/kubelet, /var/log/containers, /var/lib/cni),
 # removed if up created them. Processes are stopped by recorded PID.
@@ -34,8 +36,8 @@
 # source by build.sh).
 #
 # Requires, as root: Debian's etcd-server, containerd, runc,
-# containernetworking-plugins, iptables, docker-registry, podman,
-# busybox-static, openssl, curl; and what build.sh needs (go, and for nginx
+# containernetworking-plugins, iptables, nftables, docker-registry, podman,
+# busybox-static, openssl, curl, jq; and what build.sh needs (go, and for nginx
 # Debian's build-essential, libpcre2-dev, libssl-dev, zlib1g-dev).
 set -euo pipefail
 
@@ -73,6 +75,12 @@ coredns_bin=$("$here/build.sh" coredns-bin)
 nginx_bin=$("$here/build.sh" nginx-bin)
 COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$("$here/build.sh" coredns-version)
 readonly COREDNS_IMAGE
+netpol_bin=$("$here/build.sh" netpol-bin)
+# Upstream's image name, tagged as what it is: the release with build.sh's patch.
+NETPOL_IMAGE=registry.k8s.io/networking/kube-network-policies:$("$here/build.sh" netpol-version)-xt-nfqueue
+readonly NETPOL_IMAGE
+# The agent's nftables table (its default name), which down removes.
+readonly NETPOL_TABLE=(inet kube-network-policies)
 export PATH=$bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin
 export KUBECONFIG=$S/kubeconfig
 
@@ -148,12 +156,12 @@ save_host() {
 check_host() {
 	local port p cmd missing=()
 	((EUID == 0)) || die "run as root"
-	for cmd in etcd containerd containerd-shim-runc-v2 runc ctr iptables ip6tables docker-registry podman busybox go openssl curl ss; do
+	for cmd in etcd containerd containerd-shim-runc-v2 runc ctr iptables ip6tables nft docker-registry podman busybox go openssl curl ss jq; do
 		command -v "$cmd" >/dev/null || missing+=("$cmd")
 	done
 	[[ -x /usr/lib/cni/bridge ]] || missing+=(/usr/lib/cni/bridge)
 	if ((${#missing[@]})); then
-		die "missing ${missing[*]}: apt-get install etcd-server containerd runc containernetworking-plugins iptables docker-registry podman busybox-static openssl curl iproute2 (and Go)"
+		die "missing ${missing[*]}: apt-get install etcd-server containerd runc containernetworking-plugins iptables nftables docker-registry podman busybox-static openssl curl iproute2 jq (and Go)"
 	fi
 	for p in /sys/fs/cgroup/*/"$CGROUP_NAME" /sys/fs/cgroup/"$CGROUP_NAME"; do
 		[[ -e $p ]] && die "$p exists: another kubelet runs here"
@@ -461,7 +469,7 @@ nginx_rootfs() {
 }
 
 images_up() {
-	mkdir -p "$S/images"/{pause,coredns,nginx,busybox}
+	mkdir -p "$S/images"/{pause,coredns,nginx,busybox,kube-network-policies}
 	cp /bin/busybox "$S/images/pause/busybox"
 	build_image pause "$PAUSE_IMAGE"
 	cp /bin/busybox "$S/images/busybox/busybox"
@@ -470,6 +478,8 @@ images_up() {
 	build_image coredns "$COREDNS_IMAGE"
 	nginx_rootfs "$S/images/nginx/rootfs"
 	build_image nginx "$NGINX_IMAGE"
+	cp "$netpol_bin" "$S/images/kube-network-policies/kube-network-policies"
+	build_image kube-network-policies "$NETPOL_IMAGE"
 }
 
 dns_up() {
@@ -477,6 +487,26 @@ dns_up() {
 		"$here/manifests/coredns.yaml" | kubectl apply -f - >/dev/null
 	kubectl -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null
 	wait_for "cluster DNS answers" 30 busybox nslookup kubernetes.default.svc.cluster.local "$CLUSTER_DNS"
+}
+
+# netpol_up runs the NetworkPolicy agent (manifests/kube-network-policies.yaml)
+# and waits until it has programmed its nftables table: from then on every
+# NetworkPolicy is enforced.
+netpol_up() {
+	sed -e "s|\${NETPOL_IMAGE}|$NETPOL_IMAGE|g" "$here/manifests/kube-network-policies.yaml" | kubectl apply -f - >/dev/null
+	kubectl -n kube-system rollout status daemonset/kube-network-policies --timeout=120s >/dev/null
+	wait_for "NetworkPolicy agent's nftables table" 60 nft list table "${NETPOL_TABLE[@]}"
+}
+
+# clean_netpol removes the agent's nftables table. The agent removes it
+# itself when it stops (its image's stop signal is SIGINT), not when killed;
+# while the table is there without the agent, the new connections of the
+# pods it had selected are dropped.
+clean_netpol() {
+	if nft list table "${NETPOL_TABLE[@]}" >/dev/null 2>&1; then
+		nft delete table "${NETPOL_TABLE[@]}" && log "deleted nftables table ${NETPOL_TABLE[*]}"
+	fi
+	true
 }
 
 up() {
@@ -506,6 +536,7 @@ up() {
 	kubelet_up
 	proxy_up
 	dns_up
+	netpol_up
 	trap - ERR
 	log "up in $((SECONDS - t0))s (binaries: ${t_build}s); node $NODE_NAME at $NODE_IP"
 	env_exports >&2
@@ -662,6 +693,7 @@ down() {
 		kill_tasks
 		unmount_all
 		clean_netfilter
+		clean_netpol
 		clean_links
 		remove_cgroups
 		restore_host
