@@ -653,7 +653,9 @@ bluegreen_canary() {
 
 # rejections prints, per pod of auth, hello and the monolith, its
 # token_rejections_total summed over the reasons, read from the pod's
-# /metrics through the API server's pod proxy: "POD COUNT" lines.
+# /metrics through the API server's pod proxy: "POD COUNT" lines. (The
+# policies open the ops port to nobody; the API server runs on this node,
+# whose traffic with its pods they always allow.)
 rejections() {
 	local pod
 	for pod in $(kubectl get pods -l 'app in (auth,hello,monolith)' --field-selector=status.phase=Running -o 'jsonpath={.items[*].metadata.name}'); do
