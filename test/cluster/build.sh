@@ -4,7 +4,7 @@
 #
 #   Kubernetes (the release pinned in build/go.mod)  $CLUSTER_CACHE/<version>/bin
 #   CoreDNS                                          $CLUSTER_CACHE/coredns-<version>/bin
-#   kube-network-policies (netpol; not in all yet)   $CLUSTER_CACHE/kube-network-policies-<version>/bin
+#   kube-network-policies (patched, build_netpol)    $CLUSTER_CACHE/kube-network-policies-<version>-<patch hash>/bin
 #   nginx (a current one: see build_nginx)           $NGINX_CACHE/<version>
 #
 # A cached version is reused as is; delete its directory to rebuild. Every
@@ -13,7 +13,7 @@
 # 9-17, CoreDNS 3-5), nginx about 1 and kube-network-policies about 2;
 # cached, they take nothing.
 #
-#   build.sh [all]        k8s, coredns and nginx (cluster.sh up runs this)
+#   build.sh [all]        k8s, coredns, nginx and netpol (cluster.sh up runs this)
 #   build.sh k8s|coredns|nginx|netpol
 #   build.sh bindir|coredns-bin|coredns-version|nginx-bin|nginx-version|netpol-bin|netpol-version
 set -euo pipefail
@@ -118,31 +118,42 @@ build_coredns() {
 # Kubernetes SIG Network (sigs.k8s.io/kube-network-policies; its command is
 # the package cmd, which upstream's image names /bin/netpol). It programs
 # nftables through netlink (no nft command needed) and judges each new
-# connection of a selected pod in user space through NFQUEUE. Like CoreDNS it
-# is built with its own go.mod and go.sum by go install pkg@version; go
-# install names the binary after the package, cmd, so it is renamed. Cold,
-# on 2 shared cores, it took 2 min 17 s (Kubernetes' client modules already
-# in the module cache); the static binary is 55 MB.
+# connection of a selected pod in user space through NFQUEUE.
 #
-# Not in `all` yet, because the cluster does not run it so far. Running it
-# (issue 13) needs: a pod (it reads rest.InClusterConfig, like upstream's
-# install.yaml DaemonSet: hostNetwork, privileged); -disable-nri, since
-# containerd 1.6 has no NRI; and the nftables queue expression
-# (CONFIG_NFT_QUEUE), which this host's kernel lacks: adding a rule with it
-# fails with ENOENT, while the iptables NFQUEUE target through nft_compat
-# loads, so the agent needs a patch or another kernel.
+# It is built from a copy of the module's source (the module cache is
+# read-only, and go build -overlay refuses files in it) with one patch,
+# build/kube-network-policies-<version>-xt-nfqueue.patch: this host's kernel
+# lacks the nftables queue expression (CONFIG_NFT_QUEUE), so the patch
+# queues with the xtables NFQUEUE target through nftables' compat layer
+# instead; the patch's header says why and what. The cache directory is
+# named after the version and the patch's hash, so a changed patch builds
+# anew. Cold, on 2 shared cores, it took 2 min 17 s (Kubernetes' client
+# modules already in the module cache); the static binary is 55 MB.
+netpol_patch=$here/build/kube-network-policies-$netpol_version-xt-nfqueue.patch
+netpol_dir() {
+	echo "$cache/kube-network-policies-$netpol_version-$(sha256sum "$netpol_patch" | cut -c1-12)"
+}
+
 build_netpol() {
-	local out=$cache/kube-network-policies-$netpol_version/bin
+	local dir out
+	dir=$(netpol_dir)
+	out=$dir/bin
 	if [[ -f $out/.complete ]]; then
-		echo "build: kube-network-policies $netpol_version cached in $out"
+		echo "build: kube-network-policies $netpol_version (patched) cached in $out"
 		return
 	fi
-	local tmp=$cache/kube-network-policies-$netpol_version/bin.tmp start=$SECONDS
-	rm -rf "$tmp" && mkdir -p "$tmp"
-	echo "build: kube-network-policies $netpol_version into $out (cold: about 2-4 min)"
-	GOBIN=$tmp with_progress "kube-network-policies $netpol_version" "$cache/kube-network-policies-$netpol_version/build.log" \
-		go_build install -v -trimpath -ldflags "-s -w" "sigs.k8s.io/kube-network-policies/cmd@$netpol_version"
-	mv "$tmp/cmd" "$tmp/kube-network-policies"
+	local tmp=$dir/bin.tmp src=$dir/src mod start=$SECONDS
+	rm -rf "$tmp" "$src" && mkdir -p "$tmp"
+	echo "build: kube-network-policies $netpol_version, patched ($(basename "$netpol_patch")), into $out (cold: about 2-4 min)"
+	# Outside any module, go mod download fetches the release alone.
+	mod=$(cd "$tmp" && go mod download -json "sigs.k8s.io/kube-network-policies@$netpol_version" | jq -r .Dir)
+	[[ -d $mod ]] || { echo "build: go mod download sigs.k8s.io/kube-network-policies@$netpol_version gave no source directory" >&2; return 1; }
+	cp -r "$mod" "$src"
+	chmod -R u+w "$src"
+	(cd "$src" && git apply "$netpol_patch")
+	(cd "$src" && with_progress "kube-network-policies $netpol_version" "$dir/build.log" \
+		go_build build -v -trimpath -ldflags "-s -w" -o "$tmp/kube-network-policies" ./cmd)
+	rm -rf "$src"
 	touch "$tmp/.complete"
 	rm -rf "$out" && mv "$tmp" "$out"
 	echo "build: kube-network-policies $netpol_version built in $((SECONDS - start))s: $out/kube-network-policies"
@@ -229,7 +240,7 @@ all)
 	build_k8s
 	build_coredns
 	build_nginx
-	# build_netpol joins here when the cluster runs the agent (issue 13).
+	build_netpol
 	;;
 k8s) build_k8s ;;
 coredns) build_coredns ;;
@@ -240,7 +251,7 @@ coredns-bin) echo "$cache/coredns-$coredns_version/bin/coredns" ;;
 coredns-version) echo "$coredns_version" ;;
 nginx-bin) echo "$nginx_cache/$nginx_version/usr/sbin/nginx" ;;
 nginx-version) echo "$nginx_version" ;;
-netpol-bin) echo "$cache/kube-network-policies-$netpol_version/bin/kube-network-policies" ;;
+netpol-bin) echo "$(netpol_dir)/bin/kube-network-policies" ;;
 netpol-version) echo "$netpol_version" ;;
 *) echo "usage: $0 [all|k8s|coredns|nginx|netpol|bindir|coredns-bin|coredns-version|nginx-bin|nginx-version|netpol-bin|netpol-version]" >&2; exit 2 ;;
 esac

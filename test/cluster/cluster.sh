@@ -4,7 +4,8 @@
 #
 #   cluster.sh up           start it: PKI, etcd, the control plane, a local
 #                           registry, two nodes (containerd, kubelet,
-#                           kube-proxy each), CoreDNS
+#                           kube-proxy each), CoreDNS and the NetworkPolicy
+#                           agent (kube-network-policies, on each node)
 #   cluster.sh down         stop it and undo every change it made to the host;
 #                           safe to run twice, or after a failed up
 #   cluster.sh push IMAGE…  copy images from podman's storage into the
@@ -28,12 +29,13 @@
 # (appnode2 to node 2's network namespace, applb0 to the load balancer's),
 # the routes to the Service range (10.96.0.0/24) and node 2's pods
 # (10.244.1.0/24); iptables and ip6tables chains named KUBE-* and CNI-* and
-# the rules that jump to them; sysctls (saved at up, restored at down); the
+# the rules that jump to them; the NetworkPolicy agent's nftables table
+# (inet kube-network-policies); sysctls (saved at up, restored at down); the
 # kubepods and app-node-2 cgroups; the paths containerd and the kubelet
 # hard-code (/run/containerd, /var/lib/kubelet, /var/log/containers,
 # /var/lib/cni), removed if up created them. Node 2's own network, iptables
-# rules, sysctls and mounts live in its namespaces and end with them.
-# Processes are stopped by recorded PID.
+# and nftables rules, sysctls and mounts live in its namespaces and end with
+# them. Processes are stopped by recorded PID.
 #
 # No image can be pulled here, and the manifests say imagePullPolicy: Always,
 # so containerd pulls ghcr.io, docker.io and registry.k8s.io images from a
@@ -43,8 +45,8 @@
 # source by build.sh).
 #
 # Requires, as root: Debian's etcd-server, containerd, runc,
-# containernetworking-plugins, iptables, docker-registry, podman,
-# busybox-static, openssl, curl; and what build.sh needs (go, and for nginx
+# containernetworking-plugins, iptables, nftables, docker-registry, podman,
+# busybox-static, openssl, curl, jq; and what build.sh needs (go, and for nginx
 # Debian's build-essential, libpcre2-dev, libssl-dev, zlib1g-dev).
 set -euo pipefail
 
@@ -100,6 +102,12 @@ coredns_bin=$("$here/build.sh" coredns-bin)
 nginx_bin=$("$here/build.sh" nginx-bin)
 COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$("$here/build.sh" coredns-version)
 readonly COREDNS_IMAGE
+netpol_bin=$("$here/build.sh" netpol-bin)
+# Upstream's image name, tagged as what it is: the release with build.sh's patch.
+NETPOL_IMAGE=registry.k8s.io/networking/kube-network-policies:$("$here/build.sh" netpol-version)-xt-nfqueue
+readonly NETPOL_IMAGE
+# The agent's nftables table (its default name), which down removes.
+readonly NETPOL_TABLE=(inet kube-network-policies)
 export PATH=$bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin
 export KUBECONFIG=$S/kubeconfig
 
@@ -175,12 +183,12 @@ save_host() {
 check_host() {
 	local port p cmd missing=()
 	((EUID == 0)) || die "run as root"
-	for cmd in etcd containerd containerd-shim-runc-v2 runc ctr iptables ip6tables docker-registry podman busybox go openssl curl ss; do
+	for cmd in etcd containerd containerd-shim-runc-v2 runc ctr iptables ip6tables nft docker-registry podman busybox go openssl curl ss jq; do
 		command -v "$cmd" >/dev/null || missing+=("$cmd")
 	done
 	[[ -x /usr/lib/cni/bridge ]] || missing+=(/usr/lib/cni/bridge)
 	if ((${#missing[@]})); then
-		die "missing ${missing[*]}: apt-get install etcd-server containerd runc containernetworking-plugins iptables docker-registry podman busybox-static openssl curl iproute2 (and Go)"
+		die "missing ${missing[*]}: apt-get install etcd-server containerd runc containernetworking-plugins iptables nftables docker-registry podman busybox-static openssl curl iproute2 jq (and Go)"
 	fi
 	for p in /sys/fs/cgroup/*/{"$CGROUP_NAME","$NODE2_CGROUP"} /sys/fs/cgroup/{"$CGROUP_NAME","$NODE2_CGROUP"}; do
 		[[ -e $p ]] && die "$p exists: another kubelet runs here"
@@ -607,7 +615,7 @@ nginx_rootfs() {
 
 images_up() {
 	local t=$SECONDS
-	mkdir -p "$S/images"/{pause,coredns,nginx,busybox}
+	mkdir -p "$S/images"/{pause,coredns,nginx,busybox,kube-network-policies}
 	cp /bin/busybox "$S/images/pause/busybox"
 	build_image pause "$PAUSE_IMAGE"
 	cp /bin/busybox "$S/images/busybox/busybox"
@@ -616,6 +624,8 @@ images_up() {
 	build_image coredns "$COREDNS_IMAGE"
 	nginx_rootfs "$S/images/nginx/rootfs"
 	build_image nginx "$NGINX_IMAGE"
+	cp "$netpol_bin" "$S/images/kube-network-policies/kube-network-policies"
+	build_image kube-network-policies "$NETPOL_IMAGE"
 	log "images built and pushed in $((SECONDS - t))s"
 }
 
@@ -624,6 +634,26 @@ dns_up() {
 		"$here/manifests/coredns.yaml" | kubectl apply -f - >/dev/null
 	kubectl -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null
 	wait_for "cluster DNS answers" 30 busybox nslookup kubernetes.default.svc.cluster.local "$CLUSTER_DNS"
+}
+
+# netpol_up runs the NetworkPolicy agent (manifests/kube-network-policies.yaml)
+# and waits until it has programmed its nftables table: from then on every
+# NetworkPolicy is enforced.
+netpol_up() {
+	sed -e "s|\${NETPOL_IMAGE}|$NETPOL_IMAGE|g" "$here/manifests/kube-network-policies.yaml" | kubectl apply -f - >/dev/null
+	kubectl -n kube-system rollout status daemonset/kube-network-policies --timeout=120s >/dev/null
+	wait_for "NetworkPolicy agent's nftables table" 60 nft list table "${NETPOL_TABLE[@]}"
+}
+
+# clean_netpol removes the agent's nftables table. The agent removes it
+# itself when it stops (its image's stop signal is SIGINT), not when killed;
+# while the table is there without the agent, the new connections of the
+# pods it had selected are dropped.
+clean_netpol() {
+	if nft list table "${NETPOL_TABLE[@]}" >/dev/null 2>&1; then
+		nft delete table "${NETPOL_TABLE[@]}" && log "deleted nftables table ${NETPOL_TABLE[*]}"
+	fi
+	true
 }
 
 up() {
@@ -661,6 +691,7 @@ up() {
 	proxy_up 2
 	lb_build
 	dns_up
+	netpol_up
 	trap - ERR
 	log "up in $((SECONDS - t0))s (binaries: ${t_build}s); nodes $NODE_NAME at $NODE_IP ($NODE_ZONE), $NODE2_NAME at $NODE2_IP ($NODE2_ZONE)"
 	env_exports >&2
@@ -885,6 +916,7 @@ down() {
 		kill_tasks 2
 		unmount_all
 		clean_netfilter
+		clean_netpol
 		clean_links
 		remove_cgroups
 		restore_host

@@ -12,6 +12,11 @@
 #                 make deploy with an image that does not exist says
 #                 ImagePullBackOff and the image within its first 30 s report;
 #                 the frontend Service gets its EXTERNAL-IP (cluster.sh lb)
+#   1 network     NetworkPolicies enforced (cluster.sh runs kube-network-policies):
+#     policies    the frontend reaches auth and hello, probes and DNS pass; a pod
+#                 of the app's labels reaches neither Service, no pod's app or ops
+#                 port, no other namespace; another namespace's pod reaches
+#                 neither Service and no ops port; with the agent stopped, all do
 #   2 frontend    a certificate for that address (make certs HOSTS=, make
 #                 deploy) rolls the frontend; through the load balancer over
 #                 TLS: login, token, /secure; port 80 redirects to HTTPS
@@ -247,6 +252,9 @@ host_state() {
 		echo "sysctl $s=$(sysctl -n "$s" 2>/dev/null)"
 	done
 	echo "iptables rules/chains named KUBE-/CNI-: $( (iptables-save 2>/dev/null; ip6tables-save 2>/dev/null) | grep -cE '(KUBE|CNI)-' || true)"
+	# nftables tables other than iptables-nft's own (those stay once made):
+	# the NetworkPolicy agent's inet kube-network-policies.
+	nft list tables 2>/dev/null | grep -vE '^table (ip|ip6|arp|bridge) (filter|nat|mangle|raw|security)$' | sed 's/^/nftables /' || true
 	ip -o link show | awk -F': ' '$2 ~ /^app/ {print "link " $2}'
 	ip route show | awk '/^10\.(96|244|200)\./ {print "route " $0}'
 	awk -v re="^($state|/run/containerd|/var/lib/kubelet)(/|\$)" '$2 ~ re {print "mount " $2}' /proc/mounts
@@ -324,6 +332,153 @@ deploy() {
 	kubectl get nodes -L topology.kubernetes.io/zone
 	echo "deploy: pods per node:" | tee -a "$E/notes"
 	pods_per_node | sed 's/^/    /' | tee -a "$E/notes"
+}
+
+# ---- network policies (kubernetes/networkpolicies.yaml, enforced) -----------
+
+# probe_pod NAME NAMESPACE LABELS COMMAND prints a throwaway pod of the
+# cluster's busybox that passes the restricted Pod Security profile, with
+# LABELS (a YAML flow mapping) and COMMAND run by sh.
+probe_pod() {
+	cat <<-X
+		apiVersion: v1
+		kind: Pod
+		metadata: {name: $1, namespace: $2, labels: $3}
+		spec:
+		  automountServiceAccountToken: false
+		  terminationGracePeriodSeconds: 0
+		  securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: {type: RuntimeDefault}}
+		  containers:
+		    - name: probe
+		      image: busybox:1.37
+		      command: [sh, -c, '$4']
+		      securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+	X
+}
+
+# reach NAMESPACE/POD NAME=URL… tries every URL at once from inside POD (an
+# HTTP GET given 3 s by timeout: busybox 1.35's wget -T crashes) and prints
+# "NAME open" if a server answered (any status: the connection was made),
+# "NAME dropped" if the attempt was cut off (a policy drops the packets;
+# nothing answers), or "NAME error: …" for anything else (refused, no route:
+# a broken network).
+reach() {
+	local pod=${1#*/} ns=${1%%/*} script="" t
+	shift
+	for t in "$@"; do
+		script+="p ${t%%=*} ${t#*=} 2>/dev/null & "
+	done
+	kubectl -n "$ns" exec "$pod" -- sh -c '
+		p() {
+			if out=$(timeout 3 wget -q -O /dev/null "$2" 2>&1); then echo "$1 open"; return; fi
+			case $out in
+			*"server returned error"*) echo "$1 open" ;;
+			"") echo "$1 dropped" ;;
+			*) echo "$1 error: $out" ;;
+			esac
+		}
+		'"$script"' wait' | sort
+}
+
+# netpol_drops prints how many packets the NetworkPolicy agents dropped
+# (kube_network_policies_packet_count{verdict="drop"}, read from each agent's
+# metrics through the API server's pod proxy).
+netpol_drops() {
+	local pod n=0
+	for pod in $(kubectl -n kube-system get pods -l k8s-app=kube-network-policies -o 'jsonpath={.items[*].metadata.name}'); do
+		n=$((n + $(kubectl get --raw "/api/v1/namespaces/kube-system/pods/$pod:9080/proxy/metrics" |
+			awk '/^kube_network_policies_packet_count\{/ && /verdict="drop"/ {n += $NF} END {printf "%d", n}')))
+	done
+	echo $n
+}
+
+# expect_reach WANT RESULTS: every line of RESULTS ("NAME STATE") says WANT.
+expect_reach() {
+	local want=$1 results=$2 bad
+	echo "$results" >&2
+	bad=$(awk -v want="$want" '$2 != want' <<<"$results")
+	[[ -z $bad ]] || fail "want every probe $want; not: $(tr '\n' ';' <<<"$bad")"
+}
+
+# ready_pod_ip SELECTOR: the address of a ready pod that SELECTOR selects.
+ready_pod_ip() {
+	kubectl get pods -l "$1" -o json | jq -re '[.items[] | select(.metadata.deletionTimestamp == null)
+		| select(any(.status.conditions[]?; .type == "Ready" and .status == "True"))][0].status.podIP'
+}
+
+only_dropped() {
+	[[ $(reach "$NS/np-intruder" "$1") == "${1%%=*} dropped" ]]
+}
+
+# network_policies proves kubernetes/networkpolicies.yaml enforced both ways
+# (cluster.sh runs the NetworkPolicy agent, kube-network-policies, from the
+# start, so every step runs with them): the frontend reaches auth and hello
+# (a login through it), the kubelet's probes pass (every pod Ready, none
+# restarted), DNS answers; a throwaway pod labelled as one of the app's
+# (so the default-deny policy selects it) reaches neither Service, no pod's
+# app or ops port, no pod of another namespace; a pod of another namespace
+# reaches neither Service and no ops port, but the frontend's TLS port (open
+# to anyone). Each "dropped" is then shown to be the agent's doing: its drop
+# counter grew, and with the agent stopped the same probes all connect.
+network_policies() {
+	local auth_ip hello_ip auth_pod hello_pod outsider_ip frontend_ip token drops results
+	cd "$src"
+	kubectl create namespace np-outside
+	probe_pod np-intruder "$NS" '{app.kubernetes.io/part-of: ud615}' 'sleep 600' | kubectl apply -f -
+	probe_pod np-outsider np-outside '{}' 'httpd -p 8080 -h /bin; sleep 600' | kubectl apply -f -
+	kubectl wait pod np-intruder --for=condition=Ready --timeout=60s
+	kubectl -n np-outside wait pod np-outsider --for=condition=Ready --timeout=60s
+	auth_ip=$(kubectl get service auth -o 'jsonpath={.spec.clusterIP}')
+	hello_ip=$(kubectl get service hello -o 'jsonpath={.spec.clusterIP}')
+	frontend_ip=$(kubectl get service frontend -o 'jsonpath={.spec.clusterIP}')
+	auth_pod=$(ready_pod_ip app=auth)
+	hello_pod=$(ready_pod_ip app=hello)
+	outsider_ip=$(kubectl -n np-outside get pod np-outsider -o 'jsonpath={.status.podIP}')
+
+	# Allowed: the frontend to auth (login) and to hello (/secure), the
+	# kubelet's probes, DNS from a pod allowed nothing but DNS.
+	token=$(login_token)
+	curl -fsS --cacert "$TLS_DIR/ca.pem" -H "Authorization: Bearer $token" "$(frontend_url)/secure" >/dev/null
+	kubectl wait deployments --all --for=condition=Available --timeout=30s
+	[[ -z $(kubectl get pods -l 'app in (auth,hello,frontend)' -o 'jsonpath={.items[*].status.containerStatuses[?(@.restartCount>0)].name}') ]] ||
+		fail "a pod of auth, hello or the frontend restarted"
+	kubectl exec np-intruder -- nslookup hello.$NS.svc.cluster.local >/dev/null || fail "no DNS from a pod allowed DNS"
+
+	local intruder=(svc-auth="http://$auth_ip/version" svc-hello="http://$hello_ip/version"
+		auth-ops="http://$auth_pod:8081/healthz" hello-ops="http://$hello_pod:8081/healthz"
+		hello-app="http://$hello_pod:8080/version" other-namespace="http://$outsider_ip:8080/")
+	local outsider=(svc-auth="http://$auth_ip/version" svc-hello="http://$hello_ip/version"
+		auth-ops="http://$auth_pod:8081/healthz" hello-ops="http://$hello_pod:8081/healthz")
+	drops=$(netpol_drops)
+	results=$(reach "$NS/np-intruder" "${intruder[@]}")
+	expect_reach dropped "$results"
+	results=$(reach np-outside/np-outsider "${outsider[@]}")
+	expect_reach dropped "$results"
+	# The outsider's network works: the frontend's TLS port is open to all.
+	results=$(reach np-outside/np-outsider frontend-https="http://$frontend_ip:443/")
+	expect_reach open "$results"
+	drops=$(($(netpol_drops) - drops))
+	((drops >= ${#intruder[@]} + ${#outsider[@]})) ||
+		fail "the agent counted $drops drops for $((${#intruder[@]} + ${#outsider[@]})) dropped probes"
+	# The API server listens on this node's address, and a node's traffic
+	# with its own pods is always allowed (the NetworkPolicy spec): noted,
+	# not asserted (on GKE and EKS the control plane is off the node).
+	echo "network policies: from a pod allowed only DNS, the API server's ClusterIP (on the pod's node): $(reach "$NS/np-intruder" api="http://$(kubectl -n default get service kubernetes -o 'jsonpath={.spec.clusterIP}'):443/" | cut -d' ' -f2-)" | tee -a "$E/notes"
+
+	# The same probes with the agent stopped (it removes its rules as it
+	# ends): every one connects, so the drops above were the policies'.
+	kubectl -n kube-system patch daemonset kube-network-policies -p '{"spec":{"template":{"spec":{"nodeSelector":{"e2e.ud615/no-network-policies":"true"}}}}}'
+	kubectl -n kube-system wait pods -l k8s-app=kube-network-policies --for=delete --timeout=60s
+	results=$(reach "$NS/np-intruder" "${intruder[@]}")
+	expect_reach open "$results"
+	results=$(reach np-outside/np-outsider "${outsider[@]}")
+	expect_reach open "$results"
+	kubectl -n kube-system patch daemonset kube-network-policies -p '{"spec":{"template":{"spec":{"nodeSelector":null}}}}'
+	kubectl -n kube-system rollout status daemonset/kube-network-policies --timeout=60s
+	wait_until "the policies enforced again" 60 only_dropped "svc-hello=http://$hello_ip/version"
+	echo "network policies: $((${#intruder[@]} + ${#outsider[@]})) probes dropped by the agent ($drops packets), open with it stopped; frontend to auth and hello, DNS, probes allowed" | tee -a "$E/notes"
+	kubectl delete pod np-intruder --wait=false
+	kubectl delete namespace np-outside --wait=false
 }
 
 frontend() {
@@ -560,7 +715,9 @@ bluegreen_canary() {
 
 # rejections prints, per pod of auth, hello and the monolith, its
 # token_rejections_total summed over the reasons, read from the pod's
-# /metrics through the API server's pod proxy: "POD COUNT" lines.
+# /metrics through the API server's pod proxy: "POD COUNT" lines. (The
+# policies open the ops port to nobody; the API server runs on this node,
+# whose traffic with its pods they always allow.)
 rejections() {
 	local pod
 	for pod in $(kubectl get pods -l 'app in (auth,hello,monolith)' --field-selector=status.phase=Running -o 'jsonpath={.items[*].metadata.name}'); do
@@ -885,6 +1042,7 @@ main() {
 	step "0 cluster up" cluster_up
 	step "0 images" images
 	step "1 deploy" deploy
+	step "1 network policies" network_policies
 	step "2 frontend" frontend
 	step "3 pods" pods
 	step "4 probes" probes
