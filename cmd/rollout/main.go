@@ -4,10 +4,15 @@
 //
 //	rollout -url https://HOST/version [-rate 200] [-concurrency 16] [-duration 60s]
 //	        [-cacert ca.pem | -insecure] [-login-file FILE | -login user:password]
-//	        [-keepalive=false] [-timeout 2s]
+//	        [-login-every N] [-keepalive=false] [-timeout 2s]
 //
 // With a login it logs in once (POST /login on the same host, HTTP Basic) and
 // sends the token as "Authorization: Bearer …" to -url, typically /secure.
+// With -login-every N as well, every Nth request is a login again, as users
+// keep logging in, and the requests after it send its token: a login is a
+// request of the load, and a refused one (429 from auth's or the edge's
+// rate limits too) a failed request. Keep the logins within those limits
+// for a load from one address (the summary counts the logins).
 // The login, user:password, comes from the file -login-file names, else from
 // -login (which every user of the machine sees in ps), else from the
 // environment variable ROLLOUT_LOGIN.
@@ -83,6 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	login := fs.String("login", "", "`user:password` to log in with at /login on the same host; the token is sent as a Bearer token. "+
 		"Visible to every user in ps: prefer -login-file or "+loginEnv)
 	loginFile := fs.String("login-file", "", "`file` holding user:password for the login, instead of -login")
+	loginEvery := fs.Int("login-every", 0, "with a login, make every `N`th request a login again (POST /login), whose token the next ones send; 0: log in once")
 	keepAlive := fs.Bool("keepalive", true, "reuse connections; false opens a new TCP and TLS connection for every request, as a curl loop does")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -105,6 +111,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return usagef("-timeout %s: must be positive", *timeout)
 	case *caCert != "" && *insecure:
 		return usagef("-cacert and -insecure exclude each other")
+	case *loginEvery < 0:
+		return usagef("-login-every %d: must not be negative", *loginEvery)
 	}
 	u, err := url.Parse(*target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -125,11 +133,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	transport := rollout.NewTransport(tlsConfig)
 	transport.DisableKeepAlives = !*keepAlive // the login's connection too
 
+	if *loginEvery > 0 && !hasLogin {
+		return usagef("-login-every needs a login: -login-file, -login or %s", loginEnv)
+	}
+
 	header := http.Header{}
+	var relogin *rollout.Relogin
 	if hasLogin {
 		loginURL, err := rollout.LoginURL(*target)
 		if err != nil {
 			return err
+		}
+		if *loginEvery > 0 {
+			relogin = &rollout.Relogin{URL: loginURL, User: user, Password: password, Every: *loginEvery}
 		}
 		token, err := rollout.Login(ctx, &http.Client{Transport: transport, Timeout: *timeout}, loginURL, user, password)
 		if err != nil {
@@ -149,6 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Transport: transport,
 		// Run marks the requests Close, whatever the transport.
 		DisableKeepAlives: !*keepAlive,
+		Relogin:           relogin,
 	})
 	if err != nil {
 		return err

@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -216,6 +218,64 @@ func TestKeepAlive(t *testing.T) {
 	}
 }
 
+// TestLoginEvery checks that -login-every logs in again as the load goes,
+// that the requests after a login send its token, and that the summary
+// counts the logins apart, with the version that answered them.
+func TestLoginEvery(t *testing.T) {
+	t.Parallel()
+	var logins atomic.Int64
+	var mu sync.Mutex
+	used := map[string]int{} // tokens /secure was sent, and how often
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-App-Version", "2.0.0")
+		if u, p, ok := r.BasicAuth(); !ok || u != "user" || p != "s3cret-pass" {
+			http.Error(w, `{"error":"authorization failed"}`, http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, `{"token":"token-%d"}`, logins.Add(1))
+	})
+	mux.HandleFunc("GET /secure", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-App-Version", "1.0.0")
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer token-")
+		if n, err := strconv.Atoi(tok); !ok || err != nil || n < 1 || int64(n) > logins.Load() {
+			http.Error(w, `{"error":"invalid token"}`, http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		used[tok]++
+		mu.Unlock()
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	var out, errOut bytes.Buffer
+	args := []string{"rollout", "-url", srv.URL + "/secure", "-rate", "50", "-duration", "1s", "-login-every", "5"}
+	err := run(t.Context(), args, func(k string) string { return map[string]string{"ROLLOUT_LOGIN": "user:s3cret-pass"}[k] }, &out, &errOut)
+	t.Logf("rollout %q: error %v\nstdout:\n%s\nstderr:\n%s", args[1:], err, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run error = %v, want nil", err)
+	}
+	var requests, failed, opened, summaryLogins, loginsFailed int64
+	summary := out.String()[strings.Index(out.String(), "summary:"):]
+	if _, err := fmt.Sscanf(summary, "summary: %d requests in %s (%s achieved), %d failed; connections: kept alive, %d opened; logins: %d, %d failed",
+		&requests, new(string), new(string), &failed, &opened, &summaryLogins, &loginsFailed); err != nil {
+		t.Fatalf("summary %q: %v", summary, err)
+	}
+	if got := logins.Load(); got != summaryLogins+1 || summaryLogins != requests/5 || loginsFailed != 0 || failed != 0 { // +1: the first login
+		t.Errorf("%d requests: server saw %d logins, summary %d logins (%d failed), %d failed; want %d logins and the first, none failed",
+			requests, got, summaryLogins, loginsFailed, failed, requests/5)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(used) < int(summaryLogins) { // the first token, and most of the later ones
+		t.Errorf("/secure was sent %d distinct tokens (%v) after %d logins, want the new ones", len(used), used, summaryLogins)
+	}
+	if !strings.Contains(summary, " login/2.0.0=") || !strings.Contains(summary, " 1.0.0=") {
+		t.Errorf("summary %q: want the logins' version as login/2.0.0 and /secure's as 1.0.0", summary)
+	}
+}
+
 func TestLoginWrongPasswordIsFatal(t *testing.T) {
 	t.Parallel()
 	srv, ca, _ := newTLSServer(t)
@@ -260,6 +320,8 @@ func TestBadFlags(t *testing.T) {
 		{"-url", "http://localhost/", "-login-file", writeFile(t, "user:s3cret-pass\n\n")},
 		{"-url", "http://localhost/", "-login-file", writeFile(t, "")},
 		{"-url", "http://localhost/", "-keepalive=maybe"},
+		{"-url", "http://localhost/", "-login-every", "-1", "-login-file", good},
+		{"-url", "http://localhost/", "-login-every", "5"}, // no login to repeat
 		{"-url", "http://localhost/", "extra"},
 		{"-url", "http://localhost/", "-no-such-flag"},
 	}

@@ -232,7 +232,7 @@ func TestFrontend(t *testing.T) {
 			"X-Forwarded-Proto": "https",
 			"X-Forwarded-Host":  "localhost",
 			"Host":              "localhost",
-			"Connection":        "",
+			"Connection":        "close", // a connection per request
 		}
 		for k, v := range want {
 			if seen[k] != v {
@@ -241,13 +241,15 @@ func TestFrontend(t *testing.T) {
 		}
 	})
 
-	t.Run("upstream keepalive", func(t *testing.T) {
+	// A new upstream connection for every request, so that kube-proxy
+	// picks a pod per request (the template's upstreams say why).
+	t.Run("a connection per request", func(t *testing.T) {
 		before := hello.conns.Load()
 		for range 20 {
 			get(t, e.Client, e.URL+"/")
 		}
-		if n := hello.conns.Load() - before; n > 1 {
-			t.Errorf("20 requests opened %d connections to hello, want at most 1: upstream keepalive", n)
+		if n := hello.conns.Load() - before; n != 20 {
+			t.Errorf("20 requests opened %d connections to hello, want 20: no upstream pool", n)
 		}
 	})
 
@@ -430,7 +432,9 @@ func TestProxyConfMonolithDown(t *testing.T) {
 
 // TestConfigsAgree checks that proxy.conf.template repeats
 // frontend.conf.template's settings: every directive of the first, upstream
-// names aside, is in the second.
+// names aside, is in the second. Only the sidecar pools its upstream
+// connections: its upstream is the monolith in its own pod, while the
+// frontend opens one per request for kube-proxy to balance.
 func TestConfigsAgree(t *testing.T) {
 	upstream := regexp.MustCompile(`http://[a-z]+_app;`)
 	lines := func(conf string) map[string]bool {
@@ -445,8 +449,13 @@ func TestConfigsAgree(t *testing.T) {
 		return set
 	}
 	frontend := lines(readConfig(t, "frontend.conf.template"))
+	sidecarOnly := map[string]bool{
+		"upstream monolith_app {": true, "${EDGE_MONOLITH_SERVERS}": true,
+		"keepalive 16;": true, "keepalive_timeout 60s;": true, "keepalive_time 10s;": true,
+		`proxy_set_header Connection "";`: true,
+	}
 	for line := range lines(readConfig(t, "proxy.conf.template")) {
-		if !frontend[line] && line != "upstream monolith_app {" && line != "${EDGE_MONOLITH_SERVERS}" {
+		if !frontend[line] && !sidecarOnly[line] {
 			t.Errorf("proxy.conf.template has %q, which frontend.conf.template has not: change both together", line)
 		}
 	}

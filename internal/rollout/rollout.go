@@ -16,6 +16,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -45,6 +46,9 @@ type Options struct {
 	DisableKeepAlives bool
 	// Transport sends the requests; nil means NewTransport(nil).
 	Transport http.RoundTripper
+	// Relogin, if set, makes every Relogin.Every-th request a login whose
+	// token the later requests carry instead of Header's Authorization.
+	Relogin *Relogin
 }
 
 // Failures counts failed requests by kind.
@@ -111,6 +115,10 @@ type Report struct {
 	// Connections is how many TCP connections were made: Requests with
 	// DisableKeepAlives, far fewer without.
 	Connections uint64
+	// Logins is how many of the requests were logins (Options.Relogin),
+	// LoginFailures how many of those failed.
+	Logins, LoginFailures uint64
+	Relogin               bool // whether the attack logged in again as it went
 }
 
 const maxErrors = 5
@@ -140,6 +148,14 @@ func Run(ctx context.Context, w io.Writer, o Options) (*Report, error) {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" || req.URL.Host == "" {
 		return nil, fmt.Errorf("rollout: url %q: want http://HOST/PATH or https://HOST/PATH", o.URL)
 	}
+	if r := o.Relogin; r != nil {
+		if r.Every < 1 {
+			return nil, fmt.Errorf("rollout: relogin every %d requests: must be at least 1", r.Every)
+		}
+		if u, err := url.Parse(r.URL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("rollout: login url %q: want http://HOST/PATH or https://HOST/PATH", r.URL)
+		}
+	}
 
 	// The classifier, not http.Client.Timeout, applies the timeout, so that
 	// it can tell a timeout from other errors reliably.
@@ -157,18 +173,21 @@ func Run(ctx context.Context, w io.Writer, o Options) (*Report, error) {
 		vegeta.MaxWorkers(maxWorkers),
 		vegeta.MaxBody(maxBody),
 	)
-	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: o.URL, Header: o.Header})
+	tgts := newTargets(o.URL, o.Header, o.Relogin)
 	pacer := vegeta.Rate{Freq: o.Rate, Per: time.Second}
 
 	start := time.Now()
-	results := attacker.Attack(targeter, pacer, o.Duration, "")
+	results := attacker.Attack(tgts.next, pacer, o.Duration, "")
 	stopOnCancel := context.AfterFunc(ctx, func() { attacker.Stop() })
 	defer stopOnCancel()
 
-	a := newAggregator(start)
+	a := newAggregator(start, tgts)
 	fmt.Fprintf(w, "attacking %s at %d requests/s", o.URL, o.Rate)
 	if o.Duration > 0 {
 		fmt.Fprintf(w, " for %s", o.Duration)
+	}
+	if o.Relogin != nil {
+		fmt.Fprintf(w, ", every %d a login at %s", o.Relogin.Every, o.Relogin.URL)
 	}
 	fmt.Fprintf(w, "\n%s\n", secondHeader)
 
@@ -191,6 +210,7 @@ func Run(ctx context.Context, w io.Writer, o Options) (*Report, error) {
 	}
 	rep := a.report()
 	rep.DisableKeepAlives, rep.Connections = o.DisableKeepAlives, cl.opened.Load()
+	rep.Relogin = o.Relogin != nil
 	WriteSummary(w, rep)
 	return rep, nil
 }
@@ -210,6 +230,7 @@ func NewTransport(tlsConfig *tls.Config) *http.Transport {
 // aggregator turns results into per-second lines and the final report.
 type aggregator struct {
 	start   time.Time
+	targets *targets
 	total   vegeta.Metrics
 	second  vegeta.Metrics
 	cur     Second
@@ -219,8 +240,8 @@ type aggregator struct {
 	perSec  map[string]uint64
 }
 
-func newAggregator(start time.Time) *aggregator {
-	return &aggregator{start: start, overall: map[string]*VersionCount{}, perSec: map[string]uint64{}}
+func newAggregator(start time.Time, t *targets) *aggregator {
+	return &aggregator{start: start, targets: t, overall: map[string]*VersionCount{}, perSec: map[string]uint64{}}
 }
 
 func (a *aggregator) add(r *vegeta.Result, k kind) {
@@ -238,12 +259,28 @@ func (a *aggregator) add(r *vegeta.Result, k kind) {
 	case k == kindNone: // no status and no classified error
 		k = kindOther
 	}
+	login := a.targets.isLogin(r)
+	if login && !a.targets.loggedIn(r) && k == kindNone {
+		k = kindOther // a login answered without a token
+		if r.Error == "" {
+			r.Error = "login: the answer has no token"
+		}
+	}
 	a.cur.Failures.add(k)
 	a.rep.Failures.add(k)
+	if login {
+		a.rep.Logins++
+		if k != kindNone {
+			a.rep.LoginFailures++
+		}
+	}
 	if k != kindNone && r.Error != "" && len(a.rep.Errors) < maxErrors && !contains(a.rep.Errors, r.Error) {
 		a.rep.Errors = append(a.rep.Errors, r.Error)
 	}
 	if v := versionOf(r); v != "" {
+		if login {
+			v = LoginVersionPrefix + v
+		}
 		at := r.Timestamp.Sub(a.start)
 		vc, ok := a.overall[v]
 		if !ok {
@@ -337,8 +374,12 @@ func WriteSummary(w io.Writer, rep *Report) {
 	if rep.DisableKeepAlives {
 		mode = "new per request"
 	}
-	fmt.Fprintf(w, "\nsummary:  %d requests in %s (%.1f/s achieved), %d failed; connections: %s, %d opened\n",
+	fmt.Fprintf(w, "\nsummary:  %d requests in %s (%.1f/s achieved), %d failed; connections: %s, %d opened",
 		rep.Requests, rep.Duration.Round(time.Millisecond), rep.Rate, f.Total(), mode, rep.Connections)
+	if rep.Relogin {
+		fmt.Fprintf(w, "; logins: %d, %d failed", rep.Logins, rep.LoginFailures)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "failures: connect=%d timeout=%d 5xx=%d 4xx=%d other=%d\n",
 		f.Connect, f.Timeout, f.Status5xx, f.Status4xx, f.Other)
 	fmt.Fprintf(w, "versions:")

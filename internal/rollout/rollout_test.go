@@ -301,3 +301,69 @@ func TestConnectionModes(t *testing.T) {
 		})
 	}
 }
+
+// TestReloginRefusedIsAFailure checks that a login refused by a rate limit
+// (429) is a failed request, counted among the logins, while the requests
+// go on with the token they have; and that a login answered without a token
+// is a failure too.
+func TestReloginRefusedIsAFailure(t *testing.T) {
+	t.Parallel()
+	var logins atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		switch n := logins.Add(1); {
+		case n <= 3:
+			w.Write([]byte(`{"token":"good"}`))
+		case n == 4:
+			w.Write([]byte(`{}`))
+		default:
+			w.Header().Set("Retry-After", "2")
+			http.Error(w, `{"error":"too many login attempts"}`, http.StatusTooManyRequests)
+		}
+	})
+	mux.HandleFunc("GET /secure", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer good" {
+			http.Error(w, `{"error":"invalid token"}`, http.StatusUnauthorized)
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	var out bytes.Buffer
+	rep, err := rollout.Run(t.Context(), &out, rollout.Options{
+		URL:      srv.URL + "/secure",
+		Rate:     50,
+		Workers:  4,
+		Duration: time.Second,
+		Header:   http.Header{"Authorization": {"Bearer good"}},
+		Relogin:  &rollout.Relogin{URL: srv.URL + "/login", User: "user", Password: "s3cret-pass", Every: 4},
+	})
+	t.Logf("output:\n%s", &out)
+	if err != nil {
+		t.Fatalf("Run error = %v", err)
+	}
+	n := uint64(logins.Load())
+	if rep.Logins != n || n < 10 {
+		t.Fatalf("report: %d logins, server saw %d; want the same, about 12", rep.Logins, n)
+	}
+	if rep.LoginFailures != n-3 || rep.Failures.Status4xx != n-4 || rep.Failures.Other != 1 || rep.Failures.Total() != n-3 {
+		t.Errorf("report: %d logins, %d failed, failures %+v; want %d failed: %d 4xx (429) and 1 other (no token), /secure none",
+			rep.Logins, rep.LoginFailures, rep.Failures, n-3, n-4)
+	}
+	if !strings.Contains(out.String(), fmt.Sprintf("logins: %d, %d failed", n, n-3)) {
+		t.Errorf("output does not count the logins and their failures")
+	}
+}
+
+func TestReloginBadOptions(t *testing.T) {
+	t.Parallel()
+	for _, r := range []rollout.Relogin{
+		{URL: "http://localhost/login", Every: 0},
+		{URL: "localhost/login", Every: 2},
+	} {
+		_, err := rollout.Run(t.Context(), &bytes.Buffer{}, rollout.Options{URL: "http://localhost/secure", Rate: 1, Duration: time.Second, Relogin: &r})
+		if err == nil {
+			t.Errorf("Run with Relogin %+v: error = nil, want an error", r)
+		}
+	}
+}

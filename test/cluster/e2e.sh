@@ -19,18 +19,24 @@
 #                 neither Service and no ops port; with the agent stopped, all do
 #   2 frontend    a certificate for that address (make certs HOSTS=, make
 #                 deploy) rolls the frontend; through the load balancer over
-#                 TLS: login, token, /secure; port 80 redirects to HTTPS
+#                 TLS: login, token, /secure; port 80 redirects to HTTPS;
+#                 under load, the frontend rolled three ways: kubectl rollout
+#                 restart, a changed nginx config (make deploy), a new
+#                 certificate (make certs, make deploy)
 #   3 pods        the monolith pod via kubectl port-forward, and the tutorial's
 #                 kubectl debug recipe under the restricted profile; the
 #                 secure-monolith's nginx sidecar, and the NodePort Service once
 #                 it is labelled
 #   4 probes      readiness off takes a hello pod out of the Service's endpoints;
 #                 liveness off makes the kubelet restart the container
-#   5 rolling     hello, then auth 1.0.0 -> 2.0.0 under load (the tutorial's
-#                 patches), then rollout undo: no failed request, both versions seen
-#   6 blue-green  the Service switched blue -> green -> blue under load: no failed
-#   + canary      request; a canary next to the stable track answers about its
-#                 replica share (1 in 4) of new connections to the Service
+#   5 rolling     under load: hello 1.0.0 -> 2.0.0 (the tutorial's patch), a
+#                 hello pod deleted, hello scaled 3 -> 1 -> 3, auth 1.0.0 ->
+#                 2.0.0 and back while the load logs in again and again, hello
+#                 undone: no failed request, both versions seen
+#   6 blue-green  the Service switched blue -> green -> blue under load: no
+#   + canary      failed request, each switch seen at the edge within 5 s; a
+#                 canary next to the stable track answers its replica share
+#                 (1 in 4, 25 % +- 8) of the requests through the frontend
 #   7 broken      a never-ready release stalls without losing capacity; undo recovers
 #   8 rotation    the token keys rotated (make rotate STEP=add, promote, retire)
 #                 under load by clients logged in before, during and after it:
@@ -54,8 +60,10 @@
 # load balancer double (test/cluster/lb) that cluster.sh lb runs for it with
 # a provider's health checks: gke-rbs for the course (overlays/local's drain
 # is sized for it), gke for step 9 and 10 (overlays/gke's). The canary's
-# share is sampled at the hello Service's cluster address. All test traffic
-# stays on this machine. Settings: RATE (50 requests/s), STEPS (only those steps), CLUSTER_E2E_DIR
+# share is measured through the frontend. All test traffic stays on this
+# machine. Every load is two runs of cmd/rollout (load_start): one keeping
+# its connections alive, one with a new connection per request. Settings:
+# RATE (100 requests/s a run), STEPS (only those steps), CLUSTER_E2E_DIR
 # (/var/tmp/app-cluster-e2e, removed at the end), KEEP_CLUSTER=1 leaves the
 # cluster up for a look (cluster.sh down removes it).
 set -euo pipefail
@@ -65,9 +73,16 @@ root=$(cd "$here/../.." && pwd -P)
 cd "$root"
 
 E=${CLUSTER_E2E_DIR:-/var/tmp/app-cluster-e2e}
-RATE=${RATE:-50}
+RATE=${RATE:-100}
 readonly NS=ud615 LOGIN=user:password
-readonly CANARY_MIN=10 CANARY_MAX=45 # percent of answers from the 1-in-4 canary
+# The canary's share through the frontend: 25 % (1 pod of 4) +- 8 points
+# over at least 400 requests a run; with a pod picked per request that is
+# over four standard deviations (2.2 points at 400).
+readonly CANARY_TOLERANCE=8 CANARY_SAMPLE=400
+readonly SWITCH_MAX=5 # seconds until a blue-green switch shows at the edge
+# auth_update's logins: every LOGIN_EVERY requests of each run, so that the
+# two runs together log in once every 2 s (see auth_update).
+LOGIN_EVERY=$((RATE * 2 * 2))
 export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.26.11}
 # The learner's registry: a name under ghcr.io, which the cluster's
 # containerd takes from cluster.sh's local registry.
@@ -122,63 +137,65 @@ step() {
 	fi
 }
 
-# load_start NAME [ROLLOUT_FLAG…] starts the rollout tester in the
-# background: logged in, GET /secure through the frontend at RATE
-# requests/s until load_stop (-keepalive=false: a new connection for every
-# request). It returns after LOAD_SETTLE (5) seconds of steady load.
+# The load: during every change, two runs of the rollout tester (cmd/rollout)
+# at RATE requests/s each through the frontend, logged in, GET /secure: one
+# keeps its connections alive ("keepalive"), the other opens a new TCP and
+# TLS connection for every request, as a curl loop does ("new"). Both must
+# see no failed request. Each run stops by itself after 10 minutes (timeout
+# ends it should the tester hang).
+readonly LOAD_MODES="keepalive new"
+
+# load_start NAME [ARG…] starts both runs in the background, with ARGs for
+# the tester (e.g. -login-every), and lets them reach a steady state first:
+# the timelines show the change against it. LOAD_CA, if set, is the CA
+# bundle the runs trust instead of tls/ca.pem.
 load_start() {
-	local name=$1
+	local name=$1 mode
 	shift
-	# timeout bounds it should load_stop never come; it passes SIGINT on.
-	# The login from the environment: an argument shows in the process list.
-	ROLLOUT_LOGIN=$LOGIN timeout -s INT 900 "$E/rollout" -url "$(frontend_url)/secure" -cacert "$TLS_DIR/ca.pem" \
-		-rate "$RATE" -duration 0 "$@" >"$E/load-$name.log" 2>&1 &
-	echo $! >"$E/load-$name.pid"
-	local t=$SECONDS
-	until grep -q '^attacking' "$E/load-$name.log"; do
-		if ((SECONDS - t >= 10)); then
-			cat "$E/load-$name.log" >&2
-			fail "the load tester did not start"
-		fi
-		sleep 0.2
+	for mode in $LOAD_MODES; do
+		# The login from the environment: an argument shows in the process list.
+		ROLLOUT_LOGIN=$LOGIN timeout -s INT 660 "$E/rollout" -url "$(frontend_url)/secure" \
+			-cacert "${LOAD_CA:-$TLS_DIR/ca.pem}" -rate "$RATE" -duration 600s \
+			-keepalive="$([[ $mode == keepalive ]] && echo true || echo false)" "$@" >"$E/load-$name-$mode.log" 2>&1 &
+		echo $! >"$E/load-$name-$mode.pid"
 	done
-	# Steady state first: the timeline shows the change against it.
-	sleep "${LOAD_SETTLE:-5}"
+	sleep 3
+	for mode in $LOAD_MODES; do
+		grep -q '^attacking' "$E/load-$name-$mode.log" || {
+			cat "$E/load-$name-$mode.log" >&2
+			fail "the load tester ($name, $mode) did not start"
+		}
+	done
 }
 
-# load_pair_start NAME starts two testers at once, as load_start does:
-# NAME with kept-alive connections, NAME-new with a new connection for
-# every request (a curl loop). load_pair_stop NAME [VERSION…] stops both.
-load_pair_start() {
-	LOAD_SETTLE=0 load_start "$1"
-	load_start "$1-new" -keepalive=false
-}
-
-load_pair_stop() {
-	load_stop "$1" "${@:2}"
-	LOAD_SETTLE=0 load_stop "$1-new" "${@:2}"
-}
-
-# load_stop NAME [VERSION…] stops the tester after LOAD_SETTLE (5) more
-# seconds, prints its per-second timeline and summary, records the counts,
-# and fails if a request failed or one of VERSIONs never answered.
+# load_stop NAME [VERSION…] stops both runs after a few more seconds, prints
+# their per-second timelines and summaries, records their figures, and fails
+# if a request failed, a run fell short of RATE, or one of VERSIONs never
+# answered a run.
 load_stop() {
-	local name=$1 pid rc=0 summary versions v
+	local name=$1 mode pid rc summary versions v achieved
 	shift
-	sleep "${LOAD_SETTLE:-5}"
-	pid=$(cat "$E/load-$name.pid")
-	rm -f "$E/load-$name.pid"
-	kill -INT "$pid" 2>/dev/null || true
-	wait "$pid" || rc=$?
-	echo "---- load tester: $name" >&2
-	cat "$E/load-$name.log" >&2
-	summary=$(sed -n 's/^summary: *//p' "$E/load-$name.log")
-	versions=$(sed -n 's/^versions: *//p' "$E/load-$name.log")
-	echo "$name|$summary|$versions" >>"$E/loads"
-	[[ -n $summary ]] || fail "$name: the load tester printed no summary"
-	((rc == 0)) || fail "$name: requests failed (load tester exit $rc)"
-	for v in "$@"; do
-		[[ " $versions" == *" $v="* ]] || fail "$name: version $v never answered ($versions)"
+	sleep 3
+	for mode in $LOAD_MODES; do
+		kill -INT "$(cat "$E/load-$name-$mode.pid")" 2>/dev/null || true
+	done
+	for mode in $LOAD_MODES; do
+		pid=$(cat "$E/load-$name-$mode.pid")
+		rm -f "$E/load-$name-$mode.pid"
+		rc=0
+		wait "$pid" || rc=$?
+		echo "---- load tester: $name, $mode" >&2
+		cat "$E/load-$name-$mode.log" >&2
+		summary=$(sed -n 's/^summary: *//p' "$E/load-$name-$mode.log")
+		versions=$(sed -n 's/^versions: *//p' "$E/load-$name-$mode.log")
+		echo "$name|$mode|$summary|$versions" >>"$E/loads"
+		[[ -n $summary ]] || fail "$name ($mode): the load tester printed no summary"
+		((rc == 0)) || fail "$name ($mode): requests failed (load tester exit $rc)"
+		achieved=$(sed -E -n 's/.*\(([0-9]+)\.[0-9]\/s achieved\).*/\1/p' <<<"$summary")
+		((achieved >= RATE * 95 / 100)) || fail "$name ($mode): $achieved requests/s achieved, want $RATE"
+		for v in "$@"; do
+			[[ " $versions" == *" $v="* ]] || fail "$name ($mode): version $v never answered ($versions)"
+		done
 	done
 }
 
@@ -516,6 +533,70 @@ frontend() {
 	# Plain HTTP (the load balancer's port 80) answers with a redirect to HTTPS.
 	code=$(curl -sS -o /dev/null -w '%{http_code}' "http://$ip/")
 	[[ $code == 308 ]] || fail "GET http://$ip/ : $code, want 308"
+
+	frontend_restart
+	frontend_config
+	frontend_certificate
+}
+
+# frontend_rolled NAME waits, after a change that rolls the frontend, until
+# its old pods have drained and stopped (the load's kept-alive connections
+# were on them), then stops the load NAME.
+frontend_rolled() {
+	kubectl rollout status deployment/frontend --timeout=180s
+	wait_until "the old frontend pods gone" 120 no_terminating app=frontend
+	load_stop "$1"
+}
+
+# frontend_restart: kubectl rollout restart, under load.
+frontend_restart() {
+	load_start frontend-restart
+	kubectl rollout restart deployment/frontend
+	frontend_rolled frontend-restart
+}
+
+# frontend_config: a changed nginx config, as a user edits the template:
+# make deploy's generator makes a new ConfigMap, which rolls the frontend.
+# The change shows: /healthz answers with new text.
+frontend_config() {
+	local conf body
+	conf=$(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="templates")].configMap.name}')
+	grep -q 'return 200 "ok\\n";' nginx/frontend.conf.template || fail "nginx/frontend.conf.template has no /healthz answer to change"
+	sed -i 's|return 200 "ok\\n";|return 200 "ok, config 2\\n";|' nginx/frontend.conf.template
+	load_start frontend-config
+	make -s deploy OVERLAY=local
+	frontend_rolled frontend-config
+	[[ $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="templates")].configMap.name}') != "$conf" ]] ||
+		fail "a changed nginx config kept the frontend's ConfigMap $conf"
+	body=$(curl -fsS --cacert "$TLS_DIR/ca.pem" "$(frontend_url)/healthz")
+	[[ $body == "ok, config 2" ]] || fail "GET /healthz after the config change: $body, want \"ok, config 2\""
+	log "changed nginx config: frontend rolled to $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="templates")].configMap.name}')"
+}
+
+# frontend_certificate: a new certificate, as the tutorial makes one for the
+# load balancer's address: make deploy rolls the frontend by itself, and
+# only it. certgen makes a new CA each time (it keeps no CA key), so the
+# load trusts the old and the new CA, as clients of a public CA trust both
+# the old and the renewed certificate.
+frontend_certificate() {
+	local secret hello_rs host
+	secret=$(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')
+	hello_rs=$(kubectl get deployment hello -o 'jsonpath={.metadata.generation}')
+	host=$(frontend_url)
+	host=${host#https://}
+	host=${host%:*}
+	cp "$TLS_DIR/ca.pem" "$E/ca-old.pem"
+	make -s certs FORCE=1 HOSTS="$host"
+	cat "$E/ca-old.pem" "$TLS_DIR/ca.pem" >"$E/ca-both.pem"
+	LOAD_CA=$E/ca-both.pem load_start frontend-certificate
+	make -s deploy OVERLAY=local
+	frontend_rolled frontend-certificate
+	[[ $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}') != "$secret" ]] ||
+		fail "a new certificate kept the frontend's Secret $secret"
+	[[ $(kubectl get deployment hello -o 'jsonpath={.metadata.generation}') == "$hello_rs" ]] ||
+		fail "a new certificate changed deployment hello"
+	curl -fsS --cacert "$TLS_DIR/ca.pem" "$(frontend_url)/" >/dev/null
+	log "new certificate: frontend rolled to $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}'), served with the new CA"
 }
 
 pods() {
@@ -616,73 +697,140 @@ probes() {
 	kubectl delete -f kubernetes/pods/healthy-monolith.yaml -f kubernetes/pods/monolith.yaml --wait=false
 }
 
+# no_terminating SELECTOR: no pod of SELECTOR is terminating.
+no_terminating() {
+	[[ $(kubectl get pods -l "$1" -o json | jq '[.items[] | select(.metadata.deletionTimestamp)] | length') == 0 ]]
+}
+
+# rolling is the tutorial's rolling update of hello and auth (their 2.0.0
+# patches) and undo, and the other ways a running Service's pods change:
+# a pod deleted, the Deployment scaled down and up.
 rolling() {
 	cd "$src"
+	hello_update
+	hello_delete_pod
+	hello_scale
+	auth_update
+	hello_undo
+}
+
+hello_update() {
 	load_start rolling-update
 	kubectl patch deployment hello --patch-file kubernetes/patches/hello-2.0.0.yaml
 	kubectl rollout status deployment/hello --timeout=180s
 	load_stop rolling-update 1.0.0 2.0.0
 	kubectl get replicasets -l app=hello -L version
 	kubectl rollout history deployment/hello
+}
 
-	# auth's patch: image and version labels, under the same logged-in load.
-	load_start auth-update
+# hello_delete_pod: kubectl delete pod waits until the pod is gone (its
+# drain done); its ReplicaSet has started a replacement meanwhile. The pod
+# is a running one, not one the update is still stopping.
+hello_delete_pod() {
+	local pod
+	pod=$(kubectl get pods -l app=hello,track=stable -o json |
+		jq -r '[.items[] | select(.metadata.deletionTimestamp == null)][0].metadata.name')
+	load_start delete-pod
+	kubectl delete pod "$pod"
+	kubectl rollout status deployment/hello --timeout=120s
+	load_stop delete-pod 2.0.0
+}
+
+# hello_scale: 3 -> 1 (two pods drain and stop) -> 3.
+hello_scale() {
+	local want
+	want=$(kubectl get deployment hello -o 'jsonpath={.spec.replicas}')
+	load_start scale
+	kubectl scale deployment/hello --replicas=1
+	wait_until "hello scaled down to 1 pod" 90 pods_are app=hello,track=stable 1
+	kubectl scale deployment/hello --replicas="$want"
+	kubectl rollout status deployment/hello --timeout=120s
+	load_stop scale 2.0.0
+	[[ $(available) == "$want" ]] || fail "available replicas $(available) after scaling up, want $want"
+}
+
+# pods_are SELECTOR N: N pods of SELECTOR, none terminating.
+pods_are() {
+	[[ $(kubectl get pods -l "$1" -o json | jq '.items | length') == "$2" ]] && no_terminating "$1"
+}
+
+# auth_update: auth's patch (image and version labels), then undo, under
+# a load that logs in again as it goes. auth allows a client network 30
+# successful logins, then one every 2 s, per pod (DefaultLoginLimits), and
+# the load comes from one address: each run logs in every LOGIN_EVERY
+# requests, so the two together log in once every 2 s, the pace auth keeps
+# up with forever: no login may be refused, and none is.
+auth_update() {
+	load_start auth-update -login-every "$LOGIN_EVERY"
 	kubectl patch deployment auth --patch-file kubernetes/patches/auth-2.0.0.yaml
 	kubectl rollout status deployment/auth --timeout=180s
-	load_stop auth-update
 	kubectl get pods -l app=auth -L version
 	[[ $(kubectl get replicasets -l app=auth,version=2.0.0 -o 'jsonpath={.items[*].status.readyReplicas}') == 2 ]] ||
 		fail "no ReplicaSet of auth with 2 ready pods labelled version=2.0.0"
 	kubectl rollout undo deployment/auth
 	kubectl rollout status deployment/auth --timeout=180s
+	load_stop auth-update login/1.0.0 login/2.0.0
+}
 
+hello_undo() {
 	load_start rollout-undo
 	kubectl rollout undo deployment/hello
 	kubectl rollout status deployment/hello --timeout=180s
 	load_stop rollout-undo 2.0.0 1.0.0
 }
 
-# version_share VERSION N: the percentage of N fresh connections to the
-# hello Service's cluster address that VERSION answers (kube-proxy picks an
-# endpoint per connection; nginx's kept-alive upstream connections would not).
-version_share() {
-	local want=$1 n=$2 ip hits=0 i
-	ip=$(kubectl get service hello -o 'jsonpath={.spec.clusterIP}')
-	for ((i = 0; i < n; i++)); do
-		if [[ $(curl -fsS --max-time 2 "http://$ip/version" | jq -r .version) == "$want" ]]; then
-			hits=$((hits + 1))
-		fi
-	done
-	echo $((100 * hits / n))
-}
-
-# lines NAME: how many lines the tester has printed so far.
+# lines NAME: how many lines run NAME (e.g. canary-new) has printed so far.
 lines() {
 	wc -l <"$E/load-$1.log"
 }
 
-# only_version NAME SINCE VERSION: a second after line SINCE of the tester's
-# timeline in which only VERSION answered. (A timeline line has ten columns,
-# then one "version=count" per version.)
+# only_version NAME SINCE VERSION: a second after line SINCE of run NAME's
+# timeline in which only VERSION answered. (A timeline line has ten
+# columns, then one "version=count" per version.)
 only_version() {
 	awk -v since="$2" -v want="$3=" 'NR > since && $1 ~ /^[0-9.]+s$/ && NF == 11 && index($11, want) == 1 {found = 1} END {exit !found}' "$E/load-$1.log"
 }
 
+# only_version_all NAME SINCE VERSION: only_version in every run of NAME.
+only_version_all() {
+	local name=$1 since=$2 version=$3 mode i=0
+	for mode in $LOAD_MODES; do
+		i=$((i + 1))
+		only_version "$name-$mode" "$(cut -d' ' -f$i <<<"$since")" "$version" || return 1
+	done
+}
+
 # switch_service NAME FILE VERSION applies the Service FILE and waits until
-# only VERSION answers through the frontend. nginx keeps its upstream
-# connections alive, and kube-proxy moves only new connections, so the old
-# track keeps some traffic until nginx renews those (after 1000 requests or
-# 60 s idle): the time is recorded.
+# only VERSION answers through the frontend, in both runs: within
+# SWITCH_MAX seconds, since the edge opens a connection per request
+# (nginx/frontend.conf.template) and kube-proxy moves new connections as
+# soon as it has the Service's new endpoints. The time is recorded.
 switch_service() {
-	local name=$1 file=$2 version=$3 since t=$SECONDS
-	since=$(lines "$name")
+	local name=$1 file=$2 version=$3 since="" mode t
+	for mode in $LOAD_MODES; do
+		since+="$(lines "$name-$mode") "
+	done
 	kubectl apply -f "$file"
-	wait_until "only $version answers after $file" 120 only_version "$name" "$since" "$version"
-	echo "$name: $file applied, only $version answering after $((SECONDS - t))s" | tee -a "$E/notes"
+	t=$SECONDS
+	wait_until "only $version answers after $file" "$SWITCH_MAX" only_version_all "$name" "$since" "$version"
+	echo "$name: $file applied, only $version answering at the edge after $((SECONDS - t))s (both runs)" | tee -a "$E/notes"
+}
+
+# share NAME SINCE VERSION prints "HITS TOTAL": the answers of VERSION and of
+# every version in run NAME's timeline after line SINCE.
+share() {
+	awk -v since="$2" -v want="$3" 'NR > since && $1 ~ /^[0-9.]+s$/ && NF >= 11 {
+		for (i = 11; i <= NF; i++) { split($i, kv, "="); total += kv[2]; if (kv[1] == want) hits += kv[2] } }
+		END {printf "%d %d\n", hits, total}' "$E/load-$1.log"
 }
 
 bluegreen_canary() {
 	cd "$src"
+	bluegreen
+	canary
+}
+
+bluegreen() {
 	kubectl apply -f kubernetes/deployments/hello-blue.yaml
 	kubectl rollout status deployment/hello-blue --timeout=120s
 	load_start blue-green
@@ -695,21 +843,33 @@ bluegreen_canary() {
 	kubectl apply -f kubernetes/services/hello.yaml
 	load_stop blue-green 1.0.0 2.0.0
 	kubectl delete -f kubernetes/deployments/hello-blue.yaml
+}
 
-	# The share is measured with fresh connections to the Service: through
-	# the frontend, nginx sends everything over one kept-alive upstream
-	# connection at a time (renewed every 1000 requests), so there the canary
-	# answers in 20 s bursts, or not at all for a while. The load through
-	# the frontend must still see no failure.
+# canary: one 2.0.0 pod next to the stable track's three answers about a
+# quarter of the requests through the frontend, in both runs: the edge
+# opens a connection per request, and kube-proxy picks a pod for each.
+# Counted once the canary is available, over CANARY_SAMPLE requests a run.
+canary() {
+	local since="" mode i hits total pct
 	load_start canary
 	kubectl apply -f kubernetes/deployments/hello-canary.yaml
 	kubectl rollout status deployment/hello-canary --timeout=120s
 	kubectl get pods -l app=hello -L track,version
-	local share
-	share=$(version_share 2.0.0 200)
-	echo "canary: 2.0.0 answered ${share}% of 200 fresh connections to the hello Service (1 pod of 4: about 25%)" | tee -a "$E/notes"
-	load_stop canary 1.0.0
-	((share >= CANARY_MIN && share <= CANARY_MAX)) || fail "canary share ${share}%, want ${CANARY_MIN}-${CANARY_MAX}%"
+	for mode in $LOAD_MODES; do
+		since+="$(lines "canary-$mode") "
+	done
+	sleep $((CANARY_SAMPLE / RATE + 2))
+	i=0
+	for mode in $LOAD_MODES; do
+		i=$((i + 1))
+		read -r hits total < <(share "canary-$mode" "$(cut -d' ' -f$i <<<"$since")" 2.0.0)
+		((total >= CANARY_SAMPLE)) || fail "canary ($mode): $total answers counted, want at least $CANARY_SAMPLE"
+		pct=$((100 * hits / total))
+		echo "canary ($mode): 2.0.0 answered $hits of $total requests through the frontend, ${pct}% (1 pod of 4: 25% +- $CANARY_TOLERANCE)" | tee -a "$E/notes"
+		((pct >= 25 - CANARY_TOLERANCE && pct <= 25 + CANARY_TOLERANCE)) ||
+			fail "canary ($mode): share ${pct}%, want 25% +- $CANARY_TOLERANCE"
+	done
+	load_stop canary 1.0.0 2.0.0
 	kubectl delete -f kubernetes/deployments/hello-canary.yaml
 }
 
@@ -902,16 +1062,16 @@ lb_lines() {
 provider_timings() {
 	local since
 	cd "$src"
-	load_pair_start gke-deploy
+	load_start gke-deploy
 	make -s deploy OVERLAY=gke
-	load_pair_stop gke-deploy
+	load_stop gke-deploy
 	kubectl get deployment frontend -o 'jsonpath={"frontend: preStop "}{.spec.template.spec.containers[0].lifecycle.preStop.sleep.seconds}{"s, minReadySeconds "}{.spec.minReadySeconds}{", grace "}{.spec.template.spec.terminationGracePeriodSeconds}{"s\n"}' |
 		tee -a "$E/notes"
 	wait_until "no pod terminating" 120 no_pod_terminating
 	"$here/cluster.sh" lb frontend gke
 
 	since=$(lb_lines)
-	load_pair_start gke-restart
+	load_start gke-restart
 	local t=$SECONDS
 	echo "gke: kubectl rollout restart deployment/frontend at $(date -u +%T)" | tee -a "$E/notes"
 	kubectl rollout restart deployment/frontend
@@ -922,7 +1082,7 @@ provider_timings() {
 	# the load balancer steered away from it, is the scheduler's choice of
 	# node for each new pod: said, not required (step 10 forces it).
 	echo "gke: the load balancer saw: $(lb_events "$since")" | tee -a "$E/notes"
-	load_pair_stop gke-restart
+	load_stop gke-restart
 }
 
 # node_drain drains, under load through the load balancer, the node that
@@ -951,7 +1111,7 @@ node_drain() {
 		fail "$node holds no two pods of one Deployment: no disruption budget can hold back its drain"
 
 	since=$(lb_lines)
-	load_pair_start drain
+	load_start drain
 	t=$SECONDS
 	echo "drain: kubectl drain $node started at $(date -u +%T)" | tee -a "$E/notes"
 	kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout=240s 2>&1 | tee "$E/drain.log"
@@ -970,7 +1130,7 @@ node_drain() {
 		lb_events "$since" | grep -q " $(kubectl get node "$node" -o 'jsonpath={.status.addresses[?(@.type=="InternalIP")].address}'):[0-9]* unhealthy" ||
 			fail "the load balancer never took $node (with $frontends frontend pods) out of rotation"
 	fi
-	load_pair_stop drain
+	load_stop drain
 	echo "drain: pods per node after uncordon (pods move back only when replaced):" | tee -a "$E/notes"
 	pods_per_node | sed 's/^/    /' | tee -a "$E/notes"
 }
@@ -1017,10 +1177,14 @@ summary() {
 	done <"$E/steps"
 	if [[ -s $E/loads ]]; then
 		echo
-		echo "load (cmd/rollout, GET /secure logged in, $RATE requests/s through the frontend):"
-		local name s v
-		while IFS='|' read -r name s v; do
-			printf '  %-15s %s\n                  versions: %s\n' "$name" "$s" "$v"
+		echo "load (cmd/rollout through the frontend, GET /secure logged in, $RATE requests/s a run; connections"
+		echo "kept alive, or new for every request; logins: POST /login again every $LOGIN_EVERY requests):"
+		printf '  %-22s %-9s %8s %7s %6s %6s %7s  %s\n' run mode requests rate/s failed conns logins versions
+		local name mode s v requests rate nfailed conns logins
+		while IFS='|' read -r name mode s v; do
+			read -r requests rate nfailed conns logins < <(sed -E -n \
+				's/^([0-9]+) requests in [^(]*\(([0-9.]+)\/s achieved\), ([0-9]+) failed; connections: [^,]*, ([0-9]+) opened(; logins: ([0-9]+).*)?$/\1 \2 \3 \4 \6/p' <<<"$s")
+			printf '  %-22s %-9s %8s %7s %6s %6s %7s  %s\n' "$name" "$mode" "${requests:-?}" "${rate:-?}" "${nfailed:-?}" "${conns:-?}" "${logins:--}" "$v"
 		done <"$E/loads"
 	fi
 	[[ -s $E/notes ]] && sed 's/^/  /' "$E/notes"

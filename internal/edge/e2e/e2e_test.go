@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -463,67 +464,158 @@ func TestUpstreamDown(t *testing.T) {
 // directly against hello (plain HTTP/1.1) with the same load, and logs
 // requests per second and latency quantiles.
 func TestEdgeOverhead(t *testing.T) {
-	const (
-		clients  = 8
-		duration = 3 * time.Second
-	)
 	s := startStack(t)
 	tok := login(t, s.edge)
 	for _, target := range []struct {
 		name, url string
 		client    func() *http.Client
 	}{
-		{"through the edge", s.edge.URL + "/secure", func() *http.Client {
-			return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.edge.CA}, ForceAttemptHTTP2: true}, Timeout: 5 * time.Second}
-		}},
+		{"through the edge", s.edge.URL + "/secure", func() *http.Client { return edgeClient(s.edge) }},
 		{"direct to hello", "http://" + s.hello.HTTP + "/secure", func() *http.Client {
 			return &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
 		}},
 	} {
-		var (
-			mu        sync.Mutex
-			latencies []time.Duration
-			failed    int
-		)
-		stop := time.Now().Add(duration)
-		var wg sync.WaitGroup
-		for range clients {
-			c := target.client()
-			wg.Go(func() {
-				defer c.CloseIdleConnections()
-				for time.Now().Before(stop) {
-					req, _ := http.NewRequest("GET", target.url, nil)
-					req.Header.Set("Authorization", "Bearer "+tok)
-					began := time.Now()
-					resp, err := c.Do(req)
-					ok := err == nil && resp.StatusCode == http.StatusOK
-					if err == nil {
-						io.Copy(io.Discard, resp.Body) //nolint:errcheck // measuring only
-						resp.Body.Close()
-					}
-					took := time.Since(began)
-					mu.Lock()
-					latencies = append(latencies, took)
-					if !ok {
-						failed++
-					}
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		slices.Sort(latencies)
-		q := func(p float64) time.Duration {
-			return latencies[int(p*float64(len(latencies)-1))].Round(10 * time.Microsecond)
-		}
-		report := fmt.Sprintf("GET /secure %s: %d clients for %v: %.0f requests/s, p50 %v, p99 %v, %d failed",
-			target.name, clients, duration, float64(len(latencies))/duration.Seconds(), q(0.50), q(0.99), failed)
+		m := measure(t, target.url, tok, target.client)
+		report := fmt.Sprintf("GET /secure %s: %s", target.name, m)
 		t.Log(report)
 		fmt.Println(report)
-		if failed > 0 {
-			t.Errorf("%s: %d of %d requests failed, want none", target.name, failed, len(latencies))
+		if m.failed > 0 {
+			t.Errorf("%s: %d of %d requests failed, want none", target.name, m.failed, m.requests)
 		}
 	}
+}
+
+// TestUpstreamConnections measures what a connection per upstream request
+// costs (frontend.conf.template opens one, so that kube-proxy balances
+// requests, not connections) against the pool of kept-alive connections the
+// template had before (keepalive 16, renewed after 10 s), with the same
+// load through the edge: requests per second, latency quantiles, and the
+// TIME_WAIT sockets each side holds for hello's port afterwards.
+func TestUpstreamConnections(t *testing.T) {
+	perRequest := edgetest.ReadConfig(t, "frontend.conf.template")
+	pooled := perRequest
+	for _, r := range []struct{ old, new string }{
+		{"${EDGE_AUTH_SERVERS}\n", "${EDGE_AUTH_SERVERS}\n    keepalive 16;\n    keepalive_timeout 60s;\n    keepalive_time 10s;\n"},
+		{"${EDGE_HELLO_SERVERS}\n", "${EDGE_HELLO_SERVERS}\n    keepalive 16;\n    keepalive_timeout 60s;\n    keepalive_time 10s;\n"},
+		{"proxy_set_header Connection close;", `proxy_set_header Connection "";`},
+	} {
+		if strings.Count(pooled, r.old) != 1 {
+			t.Fatalf("frontend.conf.template: %q is not there once, cannot make the pooled variant", r.old)
+		}
+		pooled = strings.Replace(pooled, r.old, r.new, 1)
+	}
+	auth := start(t, "auth", env("auth"))
+	for _, v := range []struct{ name, tmpl string }{
+		{"a connection per request (frontend.conf.template)", perRequest},
+		{"pooled (keepalive 16)", pooled},
+	} {
+		hello := start(t, "hello", env("hello"))
+		e := edgetest.Start(t, v.tmpl, edge.Params{Auth: []string{auth.HTTP}, Hello: []string{hello.HTTP}, UIDir: edgetest.UIDir(t)})
+		tok := login(t, e)
+		m := measure(t, e.URL+"/secure", tok, func() *http.Client { return edgeClient(e) })
+		_, port, _ := strings.Cut(hello.HTTP, ":")
+		edgeSide, serviceSide := timeWait(t, port)
+		report := fmt.Sprintf("GET /secure through the edge, upstream %s: %s; TIME_WAIT for hello's port: %d at the edge's end, %d at hello's",
+			v.name, m, edgeSide, serviceSide)
+		t.Log(report)
+		fmt.Println(report)
+		if m.failed > 0 {
+			t.Errorf("%s: %d of %d requests failed, want none", v.name, m.failed, m.requests)
+		}
+	}
+}
+
+// edgeClient is a client of e over HTTP/2, as browsers are.
+func edgeClient(e *edgetest.Edge) *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.CA}, ForceAttemptHTTP2: true}, Timeout: 5 * time.Second}
+}
+
+// measurement is what measure saw.
+type measurement struct {
+	clients          int
+	duration         time.Duration
+	requests, failed int
+	p50, p99         time.Duration
+}
+
+func (m measurement) String() string {
+	return fmt.Sprintf("%d clients for %v: %.0f requests/s, p50 %v, p99 %v, %d failed",
+		m.clients, m.duration, float64(m.requests)/m.duration.Seconds(), m.p50, m.p99, m.failed)
+}
+
+// measure sends GET url with the token from 8 clients, each one request at
+// a time, for 3 s.
+func measure(t *testing.T, url, tok string, client func() *http.Client) measurement {
+	t.Helper()
+	m := measurement{clients: 8, duration: 3 * time.Second}
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+	)
+	stop := time.Now().Add(m.duration)
+	var wg sync.WaitGroup
+	for range m.clients {
+		c := client()
+		wg.Go(func() {
+			defer c.CloseIdleConnections()
+			for time.Now().Before(stop) {
+				req, _ := http.NewRequest("GET", url, nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				began := time.Now()
+				resp, err := c.Do(req)
+				ok := err == nil && resp.StatusCode == http.StatusOK
+				if err == nil {
+					io.Copy(io.Discard, resp.Body) //nolint:errcheck // measuring only
+					resp.Body.Close()
+				}
+				took := time.Since(began)
+				mu.Lock()
+				latencies = append(latencies, took)
+				if !ok {
+					m.failed++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(latencies)
+	q := func(p float64) time.Duration {
+		return latencies[int(p*float64(len(latencies)-1))].Round(10 * time.Microsecond)
+	}
+	m.requests, m.p50, m.p99 = len(latencies), q(0.50), q(0.99)
+	return m
+}
+
+// timeWait counts the loopback TCP sockets in TIME_WAIT (/proc/net/tcp)
+// whose remote port is port (the connecting side's) and whose local port
+// is (the listening side's). Elsewhere than Linux it reports -1, -1.
+func timeWait(t *testing.T, port string) (remote, local int) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Logf("counting TIME_WAIT sockets: %v", err)
+		return -1, -1
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		t.Fatalf("port %q: %v", port, err)
+	}
+	hex := fmt.Sprintf(":%04X", n)
+	for line := range strings.Lines(string(b)) {
+		// sl local_address rem_address st …; st 06 is TIME_WAIT.
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "06" {
+			continue
+		}
+		if strings.HasSuffix(f[2], hex) {
+			remote++
+		}
+		if strings.HasSuffix(f[1], hex) {
+			local++
+		}
+	}
+	return remote, local
 }
 
 // login logs in as the demo user through e and returns the token.
