@@ -344,3 +344,37 @@ func TestDeployAutoscaled(t *testing.T) {
 		}
 	}
 }
+
+// TestTutorialAutoscalers checks that every HPA the tutorial's kubectl
+// commands name (kubectl get/describe/patch hpa NAME) is one the manifests
+// make, and that the lesson's minimum is the manifest's (the lesson patches
+// it up and back to that number).
+func TestTutorialAutoscalers(t *testing.T) {
+	hpas := map[string]*autoscalingv2.HorizontalPodAutoscaler{}
+	for _, h := range ofType[*autoscalingv2.HorizontalPodAutoscaler](objects(t)) {
+		hpas[h.v.Name] = h.v
+	}
+	named := 0
+	minRe := regexp.MustCompile(`"minReplicas":(\d+)`)
+	var lastMin string
+	for _, cmd := range commands(readTutorial(t)) {
+		fields := strings.Fields(cmd)
+		i := slices.IndexFunc(fields, func(f string) bool { return f == "hpa" || f == "horizontalpodautoscaler" })
+		if len(fields) < 3 || fields[0] != "kubectl" || i < 0 || i+1 >= len(fields) || strings.HasPrefix(fields[i+1], "-") {
+			continue
+		}
+		named++
+		if hpas[fields[i+1]] == nil {
+			t.Errorf("docs/tutorial.md: %s: no HorizontalPodAutoscaler %s in kubernetes/", cmd, fields[i+1])
+		}
+		if m := minRe.FindStringSubmatch(cmd); m != nil {
+			lastMin = m[1]
+		}
+	}
+	if named == 0 {
+		t.Error("docs/tutorial.md names no HorizontalPodAutoscaler: the scaling lesson is gone?")
+	}
+	if h := hpas["hello"]; lastMin != "" && h != nil && h.Spec.MinReplicas != nil && lastMin != fmt.Sprint(*h.Spec.MinReplicas) {
+		t.Errorf("docs/tutorial.md leaves hello's minReplicas at %s, the manifest's is %d", lastMin, *h.Spec.MinReplicas)
+	}
+}
