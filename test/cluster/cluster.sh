@@ -3,7 +3,8 @@
 # upstream sources (build.sh), for the end-to-end test (e2e.sh) and by hand:
 #
 #   cluster.sh up           start it: PKI, etcd, the control plane, a local
-#                           registry, containerd, kubelet, kube-proxy, CoreDNS
+#                           registry, containerd, kubelet, kube-proxy, CoreDNS,
+#                           metrics-server
 #   cluster.sh down         stop it and undo every change it made to the host;
 #                           safe to run twice, or after a failed up
 #   cluster.sh push IMAGE…  copy images from podman's storage into the
@@ -73,6 +74,9 @@ coredns_bin=$("$here/build.sh" coredns-bin)
 nginx_bin=$("$here/build.sh" nginx-bin)
 COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$("$here/build.sh" coredns-version)
 readonly COREDNS_IMAGE
+metrics_server_bin=$("$here/build.sh" metrics-server-bin)
+METRICS_SERVER_IMAGE=registry.k8s.io/metrics-server/metrics-server:$("$here/build.sh" metrics-server-version)
+readonly METRICS_SERVER_IMAGE
 export PATH=$bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin
 export KUBECONFIG=$S/kubeconfig
 
@@ -204,6 +208,7 @@ pki() {
 		cert kube-proxy /CN=system:kube-proxy
 		cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "DNS:$NODE_NAME,IP:$NODE_IP"
 	)
+	pki_aggregation
 	local user file
 	for user in admin controller-manager scheduler kube-proxy kubelet; do
 		file=$d/$user.kubeconfig
@@ -263,7 +268,8 @@ registry_up() {
 }
 
 apiserver_up() {
-	local p=$S/pki
+	local p=$S/pki aggregation_flags
+	mapfile -t aggregation_flags < <(apiserver_aggregation_flags)
 	start kube-apiserver kube-apiserver --etcd-servers="$ETCD_URL" \
 		--bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port=6443 \
 		--allow-privileged=true --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
@@ -272,7 +278,8 @@ apiserver_up() {
 		--kubelet-certificate-authority="$p/ca.crt" --kubelet-preferred-address-types=InternalIP \
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
-		--service-cluster-ip-range="$SERVICE_CIDR" --profiling=false
+		--service-cluster-ip-range="$SERVICE_CIDR" --profiling=false \
+		"${aggregation_flags[@]}"
 	wait_for "kube-apiserver ready" 120 curl -sf --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" "$API_URL/readyz"
 }
 
@@ -283,7 +290,7 @@ controllers_up() {
 		--bind-address=127.0.0.1 --leader-elect=false --cluster-name=app-cluster \
 		--service-cluster-ip-range="$SERVICE_CIDR" --cluster-signing-cert-file="$p/ca.crt" --cluster-signing-key-file="$p/ca.key" \
 		--root-ca-file="$p/ca.crt" --service-account-private-key-file="$p/sa.key" --use-service-account-credentials=true \
-		--profiling=false
+		--profiling=false "$HPA_SYNC_FLAG"
 	start kube-scheduler kube-scheduler --kubeconfig="$p/scheduler.kubeconfig" \
 		--authentication-kubeconfig="$p/scheduler.kubeconfig" --authorization-kubeconfig="$p/scheduler.kubeconfig" \
 		--bind-address=127.0.0.1 --leader-elect=false --profiling=false
@@ -470,6 +477,7 @@ images_up() {
 	build_image coredns "$COREDNS_IMAGE"
 	nginx_rootfs "$S/images/nginx/rootfs"
 	build_image nginx "$NGINX_IMAGE"
+	metrics_server_image
 }
 
 dns_up() {
@@ -477,6 +485,73 @@ dns_up() {
 		"$here/manifests/coredns.yaml" | kubectl apply -f - >/dev/null
 	kubectl -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null
 	wait_for "cluster DNS answers" 30 busybox nslookup kubernetes.default.svc.cluster.local "$CLUSTER_DNS"
+}
+
+# ---- metrics-server and the aggregation layer (issue 15: autoscaling) -----
+
+# The HPA controller's sync period on this cluster: 5 s instead of
+# Kubernetes' 15 s, so the e2e's autoscaling step sees the HPA act sooner.
+# Production clusters keep 15 s (GKE's and EKS's control planes are not
+# tunable); kubernetes/check sizes the manifests' scale-down windows for it.
+readonly HPA_SYNC_FLAG=--horizontal-pod-autoscaler-sync-period=5s
+
+# pki_aggregation makes what the API server's aggregation layer needs to
+# proxy to metrics-server: a front-proxy CA of its own (as kubeadm does: a
+# client certificate of the cluster CA must not be able to claim any user
+# through the request headers) and its front-proxy-client certificate, and
+# metrics-server's serving certificate from the cluster CA, for the name
+# the API server checks (metrics-server.kube-system.svc).
+pki_aggregation() {
+	(
+		cd "$S/pki"
+		umask 077
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out front-proxy-ca.key 2>/dev/null
+		openssl req -x509 -new -key front-proxy-ca.key -subj /CN=app-cluster-front-proxy-ca -days 30 -out front-proxy-ca.crt
+		sign() { # sign NAME SUBJECT CA EXTENSIONS
+			openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key" 2>/dev/null
+			printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n%s\n' "$4" >"$1.ext"
+			openssl req -new -key "$1.key" -subj "$2" |
+				openssl x509 -req -CA "$3.crt" -CAkey "$3.key" -CAcreateserial -days 30 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+			rm "$1.ext"
+		}
+		sign front-proxy-client /CN=front-proxy-client front-proxy-ca "extendedKeyUsage=clientAuth"
+		sign metrics-server /CN=metrics-server ca "extendedKeyUsage=serverAuth"$'\n'"subjectAltName=DNS:metrics-server,DNS:metrics-server.kube-system,DNS:metrics-server.kube-system.svc"
+	)
+}
+
+# apiserver_aggregation_flags prints, one a line, the API server's flags
+# for the aggregation layer: whom to trust for request headers, the client
+# certificate it proxies with, and proxying to the endpoints directly
+# (the host reaches pod addresses on the bridge; no Service address needed).
+apiserver_aggregation_flags() {
+	local p=$S/pki
+	printf '%s\n' --requestheader-client-ca-file="$p/front-proxy-ca.crt" \
+		--requestheader-allowed-names=front-proxy-client \
+		--requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+		--requestheader-extra-headers-prefix=X-Remote-Extra- \
+		--proxy-client-cert-file="$p/front-proxy-client.crt" --proxy-client-key-file="$p/front-proxy-client.key" \
+		--enable-aggregator-routing=true
+}
+
+metrics_server_image() {
+	[[ -x $metrics_server_bin ]] || die "no metrics-server at $metrics_server_bin: run $here/build.sh metrics-server"
+	mkdir -p "$S/images/metrics-server"
+	cp "$metrics_server_bin" "$S/images/metrics-server/metrics-server"
+	build_image metrics-server "$METRICS_SERVER_IMAGE"
+}
+
+# metrics_server_up deploys metrics-server (manifests/metrics-server.yaml)
+# and waits until the API server serves metrics.k8s.io through it. The
+# first figures come a resolution (15 s) later: kubectl top says "metrics
+# not available yet" until then.
+metrics_server_up() {
+	local p=$S/pki t0=$SECONDS
+	kubectl -n kube-system create secret tls metrics-server-tls --cert="$p/metrics-server.crt" --key="$p/metrics-server.key" >/dev/null
+	sed -e "s|\${METRICS_SERVER_IMAGE}|$METRICS_SERVER_IMAGE|g" -e "s|\${CA_BUNDLE}|$(base64 -w0 <"$p/ca.crt")|g" \
+		"$here/manifests/metrics-server.yaml" | kubectl apply -f - >/dev/null
+	kubectl -n kube-system rollout status deployment/metrics-server --timeout=120s >/dev/null
+	wait_for "metrics.k8s.io available" 60 kubectl wait apiservice v1beta1.metrics.k8s.io --for=condition=Available --timeout=1s
+	log "metrics-server serving after $((SECONDS - t0))s"
 }
 
 up() {
@@ -506,6 +581,7 @@ up() {
 	kubelet_up
 	proxy_up
 	dns_up
+	metrics_server_up
 	trap - ERR
 	log "up in $((SECONDS - t0))s (binaries: ${t_build}s); node $NODE_NAME at $NODE_IP"
 	env_exports >&2
