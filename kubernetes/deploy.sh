@@ -42,6 +42,9 @@ readonly PLACEHOLDER=ghcr.io/example/app
 readonly TLS_COMPONENT=app.kubernetes.io/component=frontend-tls
 # The deployments deploy waits for.
 readonly DEPLOYMENTS=(auth hello frontend)
+# Those a HorizontalPodAutoscaler of the same name scales (kubernetes/check
+# checks the list against the render).
+readonly AUTOSCALED=(auth hello frontend)
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 root=$(dirname "$here")
@@ -417,10 +420,49 @@ deploy() {
 	# apply -f commands do, so that they later find the
 	# last-applied-configuration they expect.
 	kc apply --server-side --force-conflicts --field-manager=deploy.sh -l "$TLS_COMPONENT" -f "$rendered"
+	release_replicas
 	kc apply -l "${TLS_COMPONENT/=/!=}" -f "$rendered"
 	rm -f "$rendered"
+	wait_autoscaled
 	wait_rollouts
 	kc get service frontend
+}
+
+# release_replicas hands the replica count of each autoscaled Deployment to
+# its HorizontalPodAutoscaler. The manifests set no replicas, but a
+# Deployment applied by an earlier version of them (replicas: 3) keeps the
+# count in its last-applied-configuration, and kubectl apply would delete a
+# field that is there and no longer in the file: the count would drop to the
+# default, 1, until the HPA raised it again. So the field goes from the
+# annotation first, with the Deployment itself unchanged, as Kubernetes'
+# documentation advises for client-side apply (there with kubectl apply
+# edit-last-applied; view-last-applied prints YAML, where spec.replicas is
+# the one line "  replicas: N" at two spaces).
+release_replicas() {
+	local d last
+	for d in "${AUTOSCALED[@]}"; do
+		last=$(kc apply view-last-applied "deployment/$d" 2>/dev/null) || continue # not there yet
+		grep -q '^  replicas:' <<<"$last" || continue
+		grep -v '^  replicas:' <<<"$last" | kc apply set-last-applied -f -
+		say "deployment/$d: replicas removed from its last-applied-configuration; its HorizontalPodAutoscaler keeps the count ($(kc get deployment "$d" --output 'jsonpath={.spec.replicas}'))"
+	done
+}
+
+# wait_autoscaled waits until each autoscaled Deployment has its HPA's
+# minReplicas: a new Deployment starts with 1 pod, and the HPA controller
+# raises it at its next sync (every 15 s), metrics or not.
+wait_autoscaled() {
+	local start=$SECONDS d min n
+	for d in "${AUTOSCALED[@]}"; do
+		min=$(kc get hpa "$d" --output 'jsonpath={.spec.minReplicas}')
+		until n=$(kc get deployment "$d" --output 'jsonpath={.spec.replicas}') && ((${n:-0} >= ${min:-1})); do
+			if ((SECONDS - start >= ROLLOUT_TIMEOUT)); then
+				kc describe hpa "$d" >&2 || true
+				die "deployment $d: $n replicas, its HorizontalPodAutoscaler's minReplicas $min not reached within ${ROLLOUT_TIMEOUT}s"
+			fi
+			sleep 2
+		done
+	done
 }
 
 # wait_rollouts waits for every deployment to roll out. After 30 s, and

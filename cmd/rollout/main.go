@@ -3,8 +3,13 @@
 // answered, then a summary. It exits 1 if any request failed, 2 for bad flags.
 //
 //	rollout -url https://HOST/version [-rate 200] [-concurrency 16] [-duration 60s]
+//	        [-ramp-to N [-ramp-for 60s]]
 //	        [-cacert ca.pem | -insecure] [-login-file FILE | -login user:password]
 //	        [-login-every N] [-keepalive=false] [-timeout 2s]
+//
+// With -ramp-to the rate rises (or falls) linearly from -rate to N requests
+// per second over -ramp-for, then stays at N: a load ramp, to watch a
+// HorizontalPodAutoscaler act.
 //
 // With a login it logs in once (POST /login on the same host, HTTP Basic) and
 // sends the token as "Authorization: Bearer …" to -url, typically /secure.
@@ -79,7 +84,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	target := fs.String("url", "", "`URL` to send GET requests to, e.g. https://HOST/version (required)")
-	rate := fs.Int("rate", 200, "requests per second")
+	rate := fs.Int("rate", 200, "requests per second (at the start, with -ramp-to)")
+	rampTo := fs.Int("ramp-to", 0, "if set, move the rate linearly from -rate to this many requests per second over -ramp-for, then keep it")
+	rampFor := fs.Duration("ramp-for", 60*time.Second, "how long the ramp to -ramp-to takes")
 	concurrency := fs.Uint64("concurrency", 16, "initial number of workers; more are added when all are busy")
 	duration := fs.Duration("duration", 60*time.Second, "how long to send requests; 0 means until interrupted")
 	timeout := fs.Duration("timeout", 2*time.Second, "per-request timeout")
@@ -103,6 +110,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return usagef("-url is required")
 	case *rate <= 0:
 		return usagef("-rate %d: must be positive", *rate)
+	case *rampTo < 0:
+		return usagef("-ramp-to %d: must be positive (0: no ramp)", *rampTo)
+	case *rampTo > 0 && *rampFor <= 0:
+		return usagef("-ramp-for %s: must be positive", *rampFor)
 	case *concurrency == 0:
 		return usagef("-concurrency 0: must be positive")
 	case *duration < 0:
@@ -158,6 +169,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	rep, err := rollout.Run(ctx, stdout, rollout.Options{
 		URL:       *target,
 		Rate:      *rate,
+		RampTo:    *rampTo,
+		RampFor:   *rampFor,
 		Workers:   *concurrency,
 		Duration:  *duration,
 		Timeout:   *timeout,

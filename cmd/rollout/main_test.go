@@ -311,6 +311,8 @@ func TestBadFlags(t *testing.T) {
 		{"-url", "example.com/version"},
 		{"-url", "http://localhost/", "-rate", "0"},
 		{"-url", "http://localhost/", "-concurrency", "0"},
+		{"-url", "http://localhost/", "-ramp-to", "-1"},
+		{"-url", "http://localhost/", "-ramp-to", "100", "-ramp-for", "0s"},
 		{"-url", "http://localhost/", "-timeout", "0s"},
 		{"-url", "http://localhost/", "-cacert", "ca.pem", "-insecure"},
 		{"-url", "http://localhost/", "-login", "nopassword"},

@@ -32,8 +32,12 @@ const maxBody = 64 << 10
 
 // Options configure an attack.
 type Options struct {
-	URL      string        // the target, e.g. https://localhost:8443/version
-	Rate     int           // requests per second
+	URL  string // the target, e.g. https://localhost:8443/version
+	Rate int    // requests per second (at the start, with RampTo)
+	// RampTo, if positive, moves the rate linearly from Rate to RampTo
+	// requests per second over RampFor, then keeps it there: a load ramp.
+	RampTo   int
+	RampFor  time.Duration
 	Workers  uint64        // initial number of workers; vegeta adds more when all are busy
 	Duration time.Duration // how long to attack; 0 means until ctx is cancelled
 	Timeout  time.Duration // per request, including reading the body; 0 means 2s
@@ -132,6 +136,9 @@ func Run(ctx context.Context, w io.Writer, o Options) (*Report, error) {
 	if o.Rate <= 0 {
 		return nil, fmt.Errorf("rollout: rate %d: must be positive", o.Rate)
 	}
+	if o.RampTo < 0 || o.RampTo > 0 && o.RampFor <= 0 {
+		return nil, fmt.Errorf("rollout: ramp to %d/s over %s: want a positive rate and duration", o.RampTo, o.RampFor)
+	}
 	workers := max(o.Workers, 1)
 	timeout := o.Timeout
 	if timeout <= 0 {
@@ -165,7 +172,7 @@ func Run(ctx context.Context, w io.Writer, o Options) (*Report, error) {
 
 	// At the full rate, each worker is busy for at most the timeout, so this
 	// many workers keep the rate even when every request times out.
-	maxWorkers := workers + uint64(math.Ceil(float64(o.Rate)*timeout.Seconds()))
+	maxWorkers := workers + uint64(math.Ceil(float64(max(o.Rate, o.RampTo))*timeout.Seconds()))
 
 	attacker := vegeta.NewAttacker(
 		vegeta.Client(client),
@@ -174,7 +181,10 @@ func Run(ctx context.Context, w io.Writer, o Options) (*Report, error) {
 		vegeta.MaxBody(maxBody),
 	)
 	tgts := newTargets(o.URL, o.Header, o.Relogin)
-	pacer := vegeta.Rate{Freq: o.Rate, Per: time.Second}
+	var pacer vegeta.Pacer = vegeta.Rate{Freq: o.Rate, Per: time.Second}
+	if o.RampTo > 0 {
+		pacer = Ramp{From: float64(o.Rate), To: float64(o.RampTo), Over: o.RampFor}
+	}
 
 	start := time.Now()
 	results := attacker.Attack(tgts.next, pacer, o.Duration, "")
@@ -183,6 +193,9 @@ func Run(ctx context.Context, w io.Writer, o Options) (*Report, error) {
 
 	a := newAggregator(start, tgts)
 	fmt.Fprintf(w, "attacking %s at %d requests/s", o.URL, o.Rate)
+	if o.RampTo > 0 {
+		fmt.Fprintf(w, ", ramping to %d/s over %s", o.RampTo, o.RampFor)
+	}
 	if o.Duration > 0 {
 		fmt.Fprintf(w, " for %s", o.Duration)
 	}
@@ -213,6 +226,45 @@ func Run(ctx context.Context, w io.Writer, o Options) (*Report, error) {
 	rep.Relogin = o.Relogin != nil
 	WriteSummary(w, rep)
 	return rep, nil
+}
+
+// Ramp is a vegeta.Pacer whose rate moves linearly from From to To requests
+// per second over Over, then stays at To. (vegeta's LinearPacer never stops
+// rising.)
+type Ramp struct {
+	From, To float64
+	Over     time.Duration
+}
+
+// Rate returns the rate at elapsed, in requests per second.
+func (p Ramp) Rate(elapsed time.Duration) float64 {
+	if elapsed >= p.Over {
+		return p.To
+	}
+	return p.From + (p.To-p.From)*elapsed.Seconds()/p.Over.Seconds()
+}
+
+// Hits returns how many requests are due by elapsed: the area under Rate.
+func (p Ramp) Hits(elapsed time.Duration) float64 {
+	if elapsed <= 0 {
+		return 0
+	}
+	x := min(elapsed, p.Over).Seconds()
+	hits := p.From*x + (p.To-p.From)*x*x/(2*p.Over.Seconds())
+	if elapsed > p.Over {
+		hits += p.To * (elapsed - p.Over).Seconds()
+	}
+	return hits
+}
+
+// Pace returns how long to wait before the next request, as vegeta's pacers
+// do: none while behind, else until the next one is due at the current rate.
+func (p Ramp) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
+	due := p.Hits(elapsed)
+	if hits == 0 || hits < uint64(due) {
+		return 0, false
+	}
+	return time.Duration((float64(hits) + 1 - due) / p.Rate(elapsed) * float64(time.Second)), false
 }
 
 // NewTransport returns the transport Run uses by default: HTTP/1.1 only, even

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -364,6 +365,88 @@ func TestReloginBadOptions(t *testing.T) {
 		_, err := rollout.Run(t.Context(), &bytes.Buffer{}, rollout.Options{URL: "http://localhost/secure", Rate: 1, Duration: time.Second, Relogin: &r})
 		if err == nil {
 			t.Errorf("Run with Relogin %+v: error = nil, want an error", r)
+		}
+	}
+}
+
+// TestRamp drives the Ramp pacer as vegeta's attacker does (wait what Pace
+// says, send, repeat) on a simulated clock and counts the requests sent in
+// each second: they follow the ramp, then its top rate.
+func TestRamp(t *testing.T) {
+	t.Parallel()
+	p := rollout.Ramp{From: 10, To: 50, Over: 4 * time.Second}
+	for _, tt := range []struct {
+		at   time.Duration
+		rate float64
+	}{{0, 10}, {2 * time.Second, 30}, {4 * time.Second, 50}, {time.Minute, 50}} {
+		if got := p.Rate(tt.at); got != tt.rate {
+			t.Errorf("Rate(%s) = %v, want %v", tt.at, got, tt.rate)
+		}
+	}
+	if got, want := p.Hits(4*time.Second), 120.0; got != want { // (10 + 50) / 2 x 4 s
+		t.Errorf("Hits(4s) = %v, want %v", got, want)
+	}
+	if got, want := p.Hits(6*time.Second), 220.0; got != want { // + 50/s x 2 s
+		t.Errorf("Hits(6s) = %v, want %v", got, want)
+	}
+
+	perSecond := make([]int, 6)
+	var elapsed time.Duration
+	for hits := uint64(0); ; hits++ {
+		wait, stop := p.Pace(elapsed, hits)
+		if stop {
+			t.Fatalf("Pace(%s, %d) stopped the attack", elapsed, hits)
+		}
+		elapsed += wait
+		if elapsed >= 6*time.Second {
+			break
+		}
+		perSecond[int(elapsed/time.Second)]++
+	}
+	want := []int{15, 25, 35, 45, 50, 50} // the integral of Rate over each second
+	for i := range want {
+		if d := perSecond[i] - want[i]; d < -1 || d > 1 {
+			t.Errorf("requests sent in second %d = %d, want %d (±1); all: %v", i+1, perSecond[i], want[i], perSecond)
+		}
+	}
+}
+
+// TestRunRamps runs a real ramp against a server: the requests of each
+// second rise, and the total is what the ramp makes due.
+func TestRunRamps(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(rollout.VersionHeader, "1.0.0")
+	}))
+	defer srv.Close()
+	var out bytes.Buffer
+	rep, err := rollout.Run(t.Context(), &out, rollout.Options{
+		URL: srv.URL, Rate: 20, RampTo: 80, RampFor: 2 * time.Second, Duration: 3 * time.Second, Workers: 4,
+	})
+	t.Logf("output:\n%s", &out)
+	if err != nil {
+		t.Fatalf("Run error = %v", err)
+	}
+	if !strings.Contains(out.String(), "at 20 requests/s, ramping to 80/s over 2s") {
+		t.Errorf("output does not say the ramp")
+	}
+	// 20/s rising to 80/s over 2 s, then 80/s for 1 s: 100 + 80.
+	if rep.Requests < 160 || rep.Requests > 200 || rep.Failures.Total() != 0 {
+		t.Errorf("requests = %d, failures %+v, want about 180 and none", rep.Requests, rep.Failures)
+	}
+	if len(rep.Seconds) < 3 || rep.Seconds[2].Requests < 2*rep.Seconds[0].Requests {
+		t.Errorf("seconds = %+v, want the third at least twice the first (about 80 against 30)", rep.Seconds)
+	}
+}
+
+func TestRampOptions(t *testing.T) {
+	t.Parallel()
+	for _, o := range []rollout.Options{
+		{URL: "http://localhost/", Rate: 10, RampTo: -1, RampFor: time.Second},
+		{URL: "http://localhost/", Rate: 10, RampTo: 20},
+	} {
+		if _, err := rollout.Run(t.Context(), io.Discard, o); err == nil {
+			t.Errorf("Run(RampTo %d, RampFor %s) error = nil, want one", o.RampTo, o.RampFor)
 		}
 	}
 }

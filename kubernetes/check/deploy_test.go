@@ -21,7 +21,10 @@ import (
 // yet (or only the Secrets FAKE_SECRETS names, space-separated). It logs each
 // call's arguments (each followed by 0x1f, one call a line) with, for each
 // --from-file=KEY=PATH, the file's size, and for apply the kinds it read
-// on stdin. `kustomize` renders with the test binary (TestMain), the same
+// on stdin. Every HorizontalPodAutoscaler's minReplicas and Deployment's
+// replicas are 3; FAKE_LAST_APPLIED names the file view-last-applied prints
+// (else the Deployment has none), and set-last-applied logs its stdin, lines
+// joined by "|". `kustomize` renders with the test binary (TestMain), the same
 // kustomize library kubectl embeds. Rollouts are complete at once, unless
 // FAKE_PODS names a pod list (JSON): then they never complete, and `get
 // pods -o go-template-file` prints that list through the test binary.
@@ -55,6 +58,8 @@ if [[ -n ${FAKE_STATE:-} ]]; then
 fi
 case " $* " in
 *" kustomize "*) printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; shift; CHECK_KUSTOMIZE_HELPER=1 exec "$FAKE_KUSTOMIZE" "$@" ;;
+*" view-last-applied "*) printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG"; [[ -n ${FAKE_LAST_APPLIED:-} ]] || { echo 'Error from server (NotFound)' >&2; exit 1; }; cat "$FAKE_LAST_APPLIED"; exit 0 ;;
+*" set-last-applied"*" -f - "*) line+="stdin=$(cat | tr '\n' '|')"$'\037' ;;
 *" apply "*" -f - "*) line+="stdin=$(grep -h '^kind:' | tr '\n' ' ')"$'\037' ;;
 esac
 printf '%s\n' "$line" >>"$FAKE_KUBECTL_LOG" # one write: the two ends of a pipe run at once
@@ -63,6 +68,8 @@ case " $* " in
 *" --dry-run=client "*) for a in "$@"; do case $a in secret) echo "kind: Secret"; break ;; configmap) echo "kind: ConfigMap"; break ;; esac; done ;;
 *" get secret "*) for s in ${FAKE_SECRETS:-}; do case " $* " in *" $s "*) echo "secret/$s" ;; esac; done ;;
 *" rollout status "*) if [[ -n ${FAKE_PODS:-} ]]; then echo "Waiting for rollout to finish: 0 of 1 updated replicas are available..."; else echo "deployment successfully rolled out"; fi ;;
+*" get hpa "*) echo -n 3 ;;
+*" get deployment "*"{.spec.replicas}"*) echo -n 3 ;;
 *" get deployment "*) echo -n "app=hello,track=stable," ;;
 *" get pods "*) for a in "$@"; do case $a in go-template-file=*) CHECK_TEMPLATE_HELPER=1 exec "$FAKE_KUSTOMIZE" "${a#go-template-file=}" <"$FAKE_PODS" ;; esac; done ;;
 *" logs "*) printf 'panic: boom\ngoroutine 1 [running]:\n' ;;

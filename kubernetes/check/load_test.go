@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -37,7 +38,7 @@ const (
 var scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
-		corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme, networkingv1.AddToScheme,
+		corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme, networkingv1.AddToScheme, autoscalingv2.AddToScheme,
 	} {
 		if err := add(s); err != nil {
 			panic(err)
@@ -86,6 +87,8 @@ func metaOf(obj runtime.Object) (*metav1.ObjectMeta, error) {
 	case *appsv1.Deployment:
 		return &o.ObjectMeta, nil
 	case *policyv1.PodDisruptionBudget:
+		return &o.ObjectMeta, nil
+	case *autoscalingv2.HorizontalPodAutoscaler:
 		return &o.ObjectMeta, nil
 	case *networkingv1.NetworkPolicy:
 		return &o.ObjectMeta, nil

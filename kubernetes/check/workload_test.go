@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -254,6 +255,7 @@ func TestDeploymentRules(t *testing.T) {
 	objs := objects(t)
 	deployments := ofType[*appsv1.Deployment](objs)
 	pdbs := ofType[*policyv1.PodDisruptionBudget](objs)
+	hpas := ofType[*autoscalingv2.HorizontalPodAutoscaler](objs)
 	all := pods(t)
 	for _, d := range deployments {
 		t.Run(d.file, func(t *testing.T) {
@@ -286,9 +288,16 @@ func TestDeploymentRules(t *testing.T) {
 				t.Error("set progressDeadlineSeconds (a stalled rollout is reported) and minReadySeconds")
 			}
 			// kube-score: deployment-replicas; the canary is one pod on purpose.
+			// An autoscaled Deployment's count is its HPA's minReplicas at
+			// least (TestAutoscalers).
 			replicas := int32(1)
 			if spec.Replicas != nil {
 				replicas = *spec.Replicas
+			}
+			for _, h := range hpas {
+				if h.v.Spec.ScaleTargetRef.Name == d.v.Name && h.v.Spec.MinReplicas != nil {
+					replicas = *h.v.Spec.MinReplicas
+				}
 			}
 			if replicas < 2 && spec.Template.Labels["track"] != "canary" {
 				t.Errorf("replicas %d, want at least 2", replicas)
@@ -434,6 +443,8 @@ func TestLabels(t *testing.T) {
 				t.Errorf("%s: app.kubernetes.io/instance=%q, want the name", where, v.Labels["app.kubernetes.io/instance"])
 			}
 		case *policyv1.PodDisruptionBudget:
+			check(where, v.Labels, append([]string{"track"}, commonLabels...))
+		case *autoscalingv2.HorizontalPodAutoscaler:
 			check(where, v.Labels, append([]string{"track"}, commonLabels...))
 		default:
 			m, err := metaOf(o.obj)

@@ -5,17 +5,19 @@
 #   Kubernetes (the release pinned in build/go.mod)  $CLUSTER_CACHE/<version>/bin
 #   CoreDNS                                          $CLUSTER_CACHE/coredns-<version>/bin
 #   kube-network-policies (patched, build_netpol)    $CLUSTER_CACHE/kube-network-policies-<version>-<patch hash>/bin
+#   metrics-server                                   $CLUSTER_CACHE/metrics-server-<version>/bin
 #   nginx (a current one: see build_nginx)           $NGINX_CACHE/<version>
 #
 # A cached version is reused as is; delete its directory to rebuild. Every
 # build prints a progress line at least every 20 s. Cold, on 2 cores shared
 # with other work, Kubernetes and CoreDNS took 13 to 22 minutes (Kubernetes
-# 9-17, CoreDNS 3-5), nginx about 1 and kube-network-policies about 2;
-# cached, they take nothing.
+# 9-17, CoreDNS 3-5), nginx about 1, kube-network-policies about 2 and
+# metrics-server 5-10; cached, they take nothing.
 #
-#   build.sh [all]        k8s, coredns, nginx and netpol (cluster.sh up runs this)
-#   build.sh k8s|coredns|nginx|netpol
+#   build.sh [all]        k8s, coredns, metrics-server, nginx and netpol (cluster.sh up runs this)
+#   build.sh k8s|coredns|nginx|netpol|metrics-server
 #   build.sh bindir|coredns-bin|coredns-version|nginx-bin|nginx-version|netpol-bin|netpol-version
+#   build.sh metrics-server-bin|metrics-server-version
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +25,7 @@ cache=${CLUSTER_CACHE:-/var/cache/app-k8s}
 k8s_version=$(awk '($1 == "k8s.io/kubernetes" || $2 == "k8s.io/kubernetes") && /v1\./ {print ($1 == "require" ? $3 : $2); exit}' "$here/build/go.mod")
 coredns_version=${COREDNS_VERSION:-v1.12.4}
 netpol_version=${NETPOL_VERSION:-v0.8.0}
+metrics_server_version=${METRICS_SERVER_VERSION:-v0.8.0}
 k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 # The upstream nginx release of Debian 13 (trixie), whose source archive is
 # reachable from here; see build_nginx.
@@ -159,6 +162,31 @@ build_netpol() {
 	echo "build: kube-network-policies $netpol_version built in $((SECONDS - start))s: $out/kube-network-policies"
 }
 
+# ---- metrics-server (issue 15: autoscaling) ---------------------------------
+
+# build_metrics_server builds metrics-server (sigs.k8s.io/metrics-server),
+# the cluster add-on behind the resource metrics API (metrics.k8s.io) that
+# `kubectl top` and the HorizontalPodAutoscalers read. Like CoreDNS it is
+# built with its own go.mod and go.sum by go install pkg@version. Cold, on 2
+# cores shared with other builds (load average 13), v0.8.0 took 9 min 37 s
+# (4 min 28 s of CPU), fetching its modules included; the static binary is
+# 70 MB. Cached, nothing.
+build_metrics_server() {
+	local out=$cache/metrics-server-$metrics_server_version/bin
+	if [[ -f $out/.complete ]]; then
+		echo "build: metrics-server $metrics_server_version cached in $out"
+		return
+	fi
+	local tmp=$cache/metrics-server-$metrics_server_version/bin.tmp start=$SECONDS
+	rm -rf "$tmp" && mkdir -p "$tmp"
+	echo "build: metrics-server $metrics_server_version into $out (cold: about 5-10 min)"
+	GOBIN=$tmp with_progress "metrics-server $metrics_server_version" "$cache/metrics-server-$metrics_server_version/build.log" \
+		go_build install -v -trimpath -ldflags "-s -w" "sigs.k8s.io/metrics-server/cmd/metrics-server@$metrics_server_version"
+	touch "$tmp/.complete"
+	rm -rf "$out" && mv "$tmp" "$out"
+	echo "build: metrics-server $metrics_server_version built in $((SECONDS - start))s: $out/metrics-server"
+}
+
 # build_nginx builds the plain upstream nginx of Debian 13 (trixie): the
 # tests run the edge configs on it as well as on Debian 12's nginx 1.22, and
 # the test cluster's frontend image is made from it. Debian's source archive
@@ -239,6 +267,7 @@ case ${1:-all} in
 all)
 	build_k8s
 	build_coredns
+	build_metrics_server
 	build_nginx
 	build_netpol
 	;;
@@ -246,6 +275,7 @@ k8s) build_k8s ;;
 coredns) build_coredns ;;
 nginx) build_nginx ;;
 netpol) build_netpol ;;
+metrics-server) build_metrics_server ;;
 bindir) echo "$cache/$k8s_version/bin" ;;
 coredns-bin) echo "$cache/coredns-$coredns_version/bin/coredns" ;;
 coredns-version) echo "$coredns_version" ;;
@@ -253,5 +283,7 @@ nginx-bin) echo "$nginx_cache/$nginx_version/usr/sbin/nginx" ;;
 nginx-version) echo "$nginx_version" ;;
 netpol-bin) echo "$(netpol_dir)/bin/kube-network-policies" ;;
 netpol-version) echo "$netpol_version" ;;
-*) echo "usage: $0 [all|k8s|coredns|nginx|netpol|bindir|coredns-bin|coredns-version|nginx-bin|nginx-version|netpol-bin|netpol-version]" >&2; exit 2 ;;
+metrics-server-bin) echo "$cache/metrics-server-$metrics_server_version/bin/metrics-server" ;;
+metrics-server-version) echo "$metrics_server_version" ;;
+*) echo "usage: $0 [all|k8s|coredns|nginx|netpol|metrics-server|bindir|coredns-bin|coredns-version|nginx-bin|nginx-version|netpol-bin|netpol-version|metrics-server-bin|metrics-server-version]" >&2; exit 2 ;;
 esac

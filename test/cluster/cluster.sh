@@ -4,8 +4,9 @@
 #
 #   cluster.sh up           start it: PKI, etcd, the control plane, a local
 #                           registry, two nodes (containerd, kubelet,
-#                           kube-proxy each), CoreDNS and the NetworkPolicy
-#                           agent (kube-network-policies, on each node)
+#                           kube-proxy each), CoreDNS, the NetworkPolicy
+#                           agent (kube-network-policies, on each node) and
+#                           metrics-server
 #   cluster.sh down         stop it and undo every change it made to the host;
 #                           safe to run twice, or after a failed up
 #   cluster.sh push IMAGE…  copy images from podman's storage into the
@@ -108,6 +109,9 @@ NETPOL_IMAGE=registry.k8s.io/networking/kube-network-policies:$("$here/build.sh"
 readonly NETPOL_IMAGE
 # The agent's nftables table (its default name), which down removes.
 readonly NETPOL_TABLE=(inet kube-network-policies)
+metrics_server_bin=$("$here/build.sh" metrics-server-bin)
+METRICS_SERVER_IMAGE=registry.k8s.io/metrics-server/metrics-server:$("$here/build.sh" metrics-server-version)
+readonly METRICS_SERVER_IMAGE
 export PATH=$bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin
 export KUBECONFIG=$S/kubeconfig
 
@@ -240,6 +244,7 @@ pki() {
 		cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "DNS:$NODE_NAME,IP:$NODE_IP"
 		cert kubelet-2 "/O=system:nodes/CN=system:node:$NODE2_NAME" "DNS:$NODE2_NAME,IP:$NODE2_IP"
 	)
+	pki_aggregation
 	local user file
 	for user in admin controller-manager scheduler kube-proxy kubelet kubelet-2; do
 		file=$d/$user.kubeconfig
@@ -377,7 +382,8 @@ registry_up() {
 }
 
 apiserver_up() {
-	local p=$S/pki
+	local p=$S/pki aggregation_flags
+	mapfile -t aggregation_flags < <(apiserver_aggregation_flags)
 	start kube-apiserver kube-apiserver --etcd-servers="$ETCD_URL" \
 		--bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port=6443 \
 		--allow-privileged=true --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
@@ -386,7 +392,8 @@ apiserver_up() {
 		--kubelet-certificate-authority="$p/ca.crt" --kubelet-preferred-address-types=InternalIP \
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
-		--service-cluster-ip-range="$SERVICE_CIDR" --profiling=false
+		--service-cluster-ip-range="$SERVICE_CIDR" --profiling=false \
+		"${aggregation_flags[@]}"
 	wait_for "kube-apiserver ready" 120 curl -sf --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" "$API_URL/readyz"
 }
 
@@ -397,7 +404,7 @@ controllers_up() {
 		--bind-address=127.0.0.1 --leader-elect=false --cluster-name=app-cluster \
 		--service-cluster-ip-range="$SERVICE_CIDR" --cluster-signing-cert-file="$p/ca.crt" --cluster-signing-key-file="$p/ca.key" \
 		--root-ca-file="$p/ca.crt" --service-account-private-key-file="$p/sa.key" --use-service-account-credentials=true \
-		--profiling=false
+		--profiling=false "$HPA_SYNC_FLAG"
 	start kube-scheduler kube-scheduler --kubeconfig="$p/scheduler.kubeconfig" \
 		--authentication-kubeconfig="$p/scheduler.kubeconfig" --authorization-kubeconfig="$p/scheduler.kubeconfig" \
 		--bind-address=127.0.0.1 --leader-elect=false --profiling=false
@@ -626,6 +633,7 @@ images_up() {
 	build_image nginx "$NGINX_IMAGE"
 	cp "$netpol_bin" "$S/images/kube-network-policies/kube-network-policies"
 	build_image kube-network-policies "$NETPOL_IMAGE"
+	metrics_server_image
 	log "images built and pushed in $((SECONDS - t))s"
 }
 
@@ -654,6 +662,73 @@ clean_netpol() {
 		nft delete table "${NETPOL_TABLE[@]}" && log "deleted nftables table ${NETPOL_TABLE[*]}"
 	fi
 	true
+}
+
+# ---- metrics-server and the aggregation layer (issue 15: autoscaling) -----
+
+# The HPA controller's sync period on this cluster: 5 s instead of
+# Kubernetes' 15 s, so the e2e's autoscaling step sees the HPA act sooner.
+# Production clusters keep 15 s (GKE's and EKS's control planes are not
+# tunable); kubernetes/check sizes the manifests' scale-down windows for it.
+readonly HPA_SYNC_FLAG=--horizontal-pod-autoscaler-sync-period=5s
+
+# pki_aggregation makes what the API server's aggregation layer needs to
+# proxy to metrics-server: a front-proxy CA of its own (as kubeadm does: a
+# client certificate of the cluster CA must not be able to claim any user
+# through the request headers) and its front-proxy-client certificate, and
+# metrics-server's serving certificate from the cluster CA, for the name
+# the API server checks (metrics-server.kube-system.svc).
+pki_aggregation() {
+	(
+		cd "$S/pki"
+		umask 077
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out front-proxy-ca.key 2>/dev/null
+		openssl req -x509 -new -key front-proxy-ca.key -subj /CN=app-cluster-front-proxy-ca -days 30 -out front-proxy-ca.crt
+		sign() { # sign NAME SUBJECT CA EXTENSIONS
+			openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key" 2>/dev/null
+			printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n%s\n' "$4" >"$1.ext"
+			openssl req -new -key "$1.key" -subj "$2" |
+				openssl x509 -req -CA "$3.crt" -CAkey "$3.key" -CAcreateserial -days 30 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+			rm "$1.ext"
+		}
+		sign front-proxy-client /CN=front-proxy-client front-proxy-ca "extendedKeyUsage=clientAuth"
+		sign metrics-server /CN=metrics-server ca "extendedKeyUsage=serverAuth"$'\n'"subjectAltName=DNS:metrics-server,DNS:metrics-server.kube-system,DNS:metrics-server.kube-system.svc"
+	)
+}
+
+# apiserver_aggregation_flags prints, one a line, the API server's flags
+# for the aggregation layer: whom to trust for request headers, the client
+# certificate it proxies with, and proxying to the endpoints directly
+# (the host reaches pod addresses on the bridge; no Service address needed).
+apiserver_aggregation_flags() {
+	local p=$S/pki
+	printf '%s\n' --requestheader-client-ca-file="$p/front-proxy-ca.crt" \
+		--requestheader-allowed-names=front-proxy-client \
+		--requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+		--requestheader-extra-headers-prefix=X-Remote-Extra- \
+		--proxy-client-cert-file="$p/front-proxy-client.crt" --proxy-client-key-file="$p/front-proxy-client.key" \
+		--enable-aggregator-routing=true
+}
+
+metrics_server_image() {
+	[[ -x $metrics_server_bin ]] || die "no metrics-server at $metrics_server_bin: run $here/build.sh metrics-server"
+	mkdir -p "$S/images/metrics-server"
+	cp "$metrics_server_bin" "$S/images/metrics-server/metrics-server"
+	build_image metrics-server "$METRICS_SERVER_IMAGE"
+}
+
+# metrics_server_up deploys metrics-server (manifests/metrics-server.yaml)
+# and waits until the API server serves metrics.k8s.io through it. The
+# first figures come a resolution (15 s) later: kubectl top says "metrics
+# not available yet" until then.
+metrics_server_up() {
+	local p=$S/pki t0=$SECONDS
+	kubectl -n kube-system create secret tls metrics-server-tls --cert="$p/metrics-server.crt" --key="$p/metrics-server.key" >/dev/null
+	sed -e "s|\${METRICS_SERVER_IMAGE}|$METRICS_SERVER_IMAGE|g" -e "s|\${CA_BUNDLE}|$(base64 -w0 <"$p/ca.crt")|g" \
+		"$here/manifests/metrics-server.yaml" | kubectl apply -f - >/dev/null
+	kubectl -n kube-system rollout status deployment/metrics-server --timeout=120s >/dev/null
+	wait_for "metrics.k8s.io available" 60 kubectl wait apiservice v1beta1.metrics.k8s.io --for=condition=Available --timeout=1s
+	log "metrics-server serving after $((SECONDS - t0))s"
 }
 
 up() {
@@ -692,6 +767,7 @@ up() {
 	lb_build
 	dns_up
 	netpol_up
+	metrics_server_up
 	trap - ERR
 	log "up in $((SECONDS - t0))s (binaries: ${t_build}s); nodes $NODE_NAME at $NODE_IP ($NODE_ZONE), $NODE2_NAME at $NODE2_IP ($NODE2_ZONE)"
 	env_exports >&2
