@@ -173,14 +173,14 @@ load_start() {
 	done
 }
 
-# load_stop NAME [VERSION…] stops both runs after a few more seconds, prints
-# their per-second timelines and summaries, records their figures, and fails
-# if a request failed, a run fell short of RATE, or one of VERSIONs never
-# answered a run.
+# load_stop NAME [VERSION…] stops both runs after a few more seconds
+# (LOAD_TAIL, 3), prints their per-second timelines and summaries, records
+# their figures, and fails if a request failed, a run fell short of RATE,
+# or one of VERSIONs never answered a run.
 load_stop() {
 	local name=$1 mode pid rc summary versions v achieved
 	shift
-	sleep 3
+	sleep "${LOAD_TAIL:-3}"
 	for mode in $LOAD_MODES; do
 		kill -INT "$(cat "$E/load-$name-$mode.pid")" 2>/dev/null || true
 	done
@@ -546,11 +546,11 @@ frontend() {
 
 # frontend_rolled NAME waits, after a change that rolls the frontend, until
 # its old pods have drained and stopped (the load's kept-alive connections
-# were on them), then stops the load NAME.
+# were on them), then stops the load NAME at once: the drain was its tail.
 frontend_rolled() {
 	kubectl rollout status deployment/frontend --timeout=180s
 	wait_until "the old frontend pods gone" 120 no_terminating app=frontend
-	load_stop "$1"
+	LOAD_TAIL=0 load_stop "$1"
 }
 
 # frontend_restart: kubectl rollout restart, under load.
