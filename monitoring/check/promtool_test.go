@@ -30,9 +30,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	promtool = filepath.Join(dir, "promtool")
-	// remove_all_sd: promtool needs no service discovery to check and test
-	// rules, and leaving the cloud providers' out makes a cold build shorter.
-	cmd := exec.Command("go", "build", "-tags", "remove_all_sd", "-o", promtool, "github.com/prometheus/prometheus/cmd/promtool")
+	// The service discoveries left out but Kubernetes' (the test cluster's
+	// scrape config uses it): a shorter cold build, the same tags as
+	// test/cluster/build.sh's prometheus.
+	cmd := exec.Command("go", "build", "-tags", "remove_all_sd,enable_kubernetes_sd", "-o", promtool, "github.com/prometheus/prometheus/cmd/promtool")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building promtool: %v\n%s", err, out)
@@ -176,4 +177,29 @@ func TestRunbooks(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestClusterConfig checks the test cluster's Prometheus configuration
+// (test/cluster/manifests/prometheus.yaml, ConfigMap prometheus-config)
+// with promtool, as e2e.sh fills in its namespace.
+func TestClusterConfig(t *testing.T) {
+	data, err := os.ReadFile("../../test/cluster/manifests/prometheus.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "  prometheus.yml: |\n"
+	_, config, ok := strings.Cut(string(data), key)
+	if !ok {
+		t.Fatalf("prometheus.yaml: no %q", key)
+	}
+	config, _, _ = strings.Cut(config, "\n---\n")
+	var b strings.Builder
+	for line := range strings.Lines(config) {
+		b.WriteString(strings.TrimPrefix(line, "    "))
+	}
+	file := filepath.Join(t.TempDir(), "prometheus.yml")
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(b.String(), "${APP_NAMESPACE}", "ud615")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Log(runPromtool(t, "check", "config", "--syntax-only", file))
 }
