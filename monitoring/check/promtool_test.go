@@ -32,8 +32,9 @@ func TestMain(m *testing.M) {
 	promtool = filepath.Join(dir, "promtool")
 	// The service discoveries left out but Kubernetes' (the test cluster's
 	// scrape config uses it): a shorter cold build, the same tags as
-	// test/cluster/build.sh's prometheus.
-	cmd := exec.Command("go", "build", "-tags", "remove_all_sd,enable_kubernetes_sd", "-o", promtool, "github.com/prometheus/prometheus/cmd/promtool")
+	// test/cluster/build.sh's prometheus, and -trimpath as it, so that the
+	// two share Go's build cache.
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "remove_all_sd,enable_kubernetes_sd", "-o", promtool, "github.com/prometheus/prometheus/cmd/promtool")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building promtool: %v\n%s", err, out)
