@@ -54,7 +54,7 @@ GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench bench-http lint vulncheck clean build-linux images push test-containers certs keys rotate-keys rotate users-file up edge-e2e set-registry secrets deploy undeploy test-k8s kube-score test-ui cluster-up cluster-down test-cluster
+.PHONY: help build run test bench bench-http lint vulncheck clean build-linux images push test-containers certs keys rotate-keys rotate users-file up edge-e2e set-registry secrets deploy undeploy test-k8s test-monitoring kube-score test-ui cluster-up cluster-down test-cluster
 
 help: ## list the targets, and the settings they will use
 	@echo 'Usage: make TARGET [SETTING=value ...]'
@@ -84,6 +84,7 @@ run: build ## run the monolith in dev mode on :8080 (API) and :8081 (probes, met
 test: ## run every test, with the race detector (the edge tests need nginx, the UI's chromium: apt-get install nginx chromium)
 	go test -race -count=1 ./...
 	$(MAKE) test-k8s
+	$(MAKE) test-monitoring
 	$(MAKE) test-ui
 
 test-ui: ## test the UI (frontend/) in headless Chromium through nginx (its own module)
@@ -91,6 +92,11 @@ test-ui: ## test the UI (frontend/) in headless Chromium through nginx (its own 
 
 test-k8s: ## check the Kubernetes manifests offline, against the API types and the code (their own module)
 	cd kubernetes/check && go vet ./... && go mod tidy -diff && go test -race -count=1 ./...
+
+# Its own module too: Prometheus' dependency tree stays out of go.mod. The
+# first run builds promtool (a few minutes cold; Go's build cache keeps it).
+test-monitoring: ## check the alert rules and dashboard in monitoring/ with promtool and against the binaries' /metrics (their own module)
+	cd monitoring/check && go vet ./... && go mod tidy -diff && go test -race -count=1 ./...
 
 kube-score: ## install kube-score, which test-k8s runs on the manifests
 	go install github.com/zegl/kube-score/cmd/kube-score@$(KUBE_SCORE_VERSION)

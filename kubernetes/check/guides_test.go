@@ -13,7 +13,7 @@ import (
 // guides are the provider guides, each checked like docs/tutorial.md: what
 // they tell a learner to type must name files, make targets, make variables
 // and overlays the repository has.
-var guides = []string{"docs/gke.md", "docs/eks.md"}
+var guides = []string{"docs/gke.md", "docs/eks.md", "docs/monitoring.md"}
 
 // restsOn is the heading under which each guide lists the statements that
 // rest on documentation only (they could not be run without a cloud account).
@@ -22,7 +22,7 @@ const restsOn = "## What this guide rests on"
 var (
 	// repoPathRe finds repository paths at the start of a word of a command
 	// or code span: kubernetes/overlays/eks, nginx/frontend.conf.template, ./cmd/rollout.
-	repoPathRe = regexp.MustCompile(`(?:^|[\s=("'])((?:\./)?(?:cmd|kubernetes|nginx|docs|dockerfiles|frontend|internal|test|tls)/[\w./-]*)`)
+	repoPathRe = regexp.MustCompile(`(?:^|[\s=("'])((?:\./)?(?:cmd|kubernetes|monitoring|nginx|docs|dockerfiles|frontend|internal|test|tls)/[\w./-]*)`)
 	// makeRe finds make invocations anywhere in a command: make deploy OVERLAY=eks.
 	makeRe = regexp.MustCompile(`(?:^|[\s;&|(])make\s+([^;&|#]*)`)
 	// makeArgRe is one make argument: a target or VARIABLE=value.

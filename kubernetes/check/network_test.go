@@ -1,13 +1,16 @@
 package check
 
 import (
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -205,38 +208,91 @@ func TestNetworkPolicies(t *testing.T) {
 		if !in || !out {
 			t.Errorf("%v: isolated for ingress %v, egress %v: want both", p, in, out)
 		}
-		if app := p.labels["app"]; app != "auth" && app != "hello" {
+		if app := p.labels["app"]; app != "auth" && app != "hello" && app != "monolith" {
 			continue
 		}
-		// Every ingress rule that applies to auth or hello: from the
-		// frontend's pods only, to the app port only.
+		// Every ingress rule that applies to auth, hello or the monolith:
+		// from the frontend's pods to the app port, or from the monitoring
+		// namespace's Prometheus pods to the ops port; nothing else.
+		scraped := false
 		for _, np := range policies {
 			if !selects(t, &np.v.Spec.PodSelector, p.labels) {
 				continue
 			}
 			for _, rule := range np.v.Spec.Ingress {
+				if p.labels["app"] == "monolith" && len(rule.From) == 0 && onlyPort(rule.Ports, "https") {
+					continue // the NodePort lesson: anyone reaches the nginx sidecar (services/monolith.yaml)
+				}
 				if len(rule.From) == 0 || len(rule.Ports) == 0 {
 					t.Errorf("%v: NetworkPolicy %s lets anyone in (a rule without from or ports)", p, np.v.Name)
 				}
 				for _, peer := range rule.From {
-					if peer.PodSelector == nil || peer.NamespaceSelector != nil || peer.IPBlock != nil {
-						t.Errorf("%v: NetworkPolicy %s: peer %v, want a pod selector only", p, np.v.Name, peer)
+					port, problem := peerPort(t, peer, all)
+					if problem != "" {
+						t.Errorf("%v: NetworkPolicy %s: %s", p, np.v.Name, problem)
 						continue
 					}
-					for _, q := range all {
-						if selects(t, peer.PodSelector, q.labels) && q.labels["app"] != "frontend" {
-							t.Errorf("%v: NetworkPolicy %s lets %v in", p, np.v.Name, q)
+					for _, pp := range rule.Ports {
+						if pp.Port == nil || pp.Port.String() != port {
+							t.Errorf("%v: NetworkPolicy %s opens port %v to %v, want only %s", p, np.v.Name, pp.Port, peer, port)
 						}
 					}
-				}
-				for _, port := range rule.Ports {
-					if port.Port == nil || port.Port.String() != "http" {
-						t.Errorf("%v: NetworkPolicy %s opens port %v, want only http", p, np.v.Name, port.Port)
-					}
+					scraped = scraped || port == "health"
 				}
 			}
 		}
+		if !scraped {
+			t.Errorf("%v: no NetworkPolicy admits the monitoring namespace's Prometheus to port health: /metrics cannot be scraped", p)
+		}
 	}
+}
+
+// onlyPort reports whether ports names port and nothing else.
+func onlyPort(ports []networkingv1.NetworkPolicyPort, port string) bool {
+	for _, p := range ports {
+		if p.Port == nil || p.Port.String() != port {
+			return false
+		}
+	}
+	return len(ports) > 0
+}
+
+// The peer that may scrape the ops port: the Prometheus pods of the
+// monitoring namespace (see ops-from-monitoring in networkpolicies.yaml).
+// The test cluster's Prometheus (test/cluster/manifests/prometheus.yaml)
+// carries these labels; TestClusterPrometheusMatchesPolicy checks it.
+const (
+	monitoringNamespace = "monitoring"
+	prometheusPodLabel  = "app.kubernetes.io/name=prometheus"
+)
+
+// peerPort returns the one port a peer of an ingress rule of auth, hello or
+// the monolith may reach: http for the frontend's pods, health for the
+// monitoring namespace's Prometheus pods; or what is wrong with the peer.
+func peerPort(t *testing.T, peer networkingv1.NetworkPolicyPeer, all []pod) (string, string) {
+	t.Helper()
+	switch {
+	case peer.IPBlock != nil:
+		return "", fmt.Sprintf("peer %v: an address block, want pods", peer)
+	case peer.PodSelector == nil:
+		return "", fmt.Sprintf("peer %v: a whole namespace, want only its Prometheus pods", peer)
+	case peer.NamespaceSelector == nil:
+		for _, q := range all {
+			if selects(t, peer.PodSelector, q.labels) && q.labels["app"] != "frontend" {
+				return "", fmt.Sprintf("peer %v lets %v in", peer, q)
+			}
+		}
+		return "http", ""
+	}
+	ns, pods := peer.NamespaceSelector, peer.PodSelector
+	key, value, _ := strings.Cut(prometheusPodLabel, "=")
+	if len(ns.MatchExpressions) > 0 || !maps.Equal(ns.MatchLabels, map[string]string{"kubernetes.io/metadata.name": monitoringNamespace}) {
+		return "", fmt.Sprintf("peer %v: namespaces %v, want only the one named %s", peer, ns, monitoringNamespace)
+	}
+	if len(pods.MatchExpressions) > 0 || !maps.Equal(pods.MatchLabels, map[string]string{key: value}) {
+		return "", fmt.Sprintf("peer %v: pods %v, want only %s", peer, pods, prometheusPodLabel)
+	}
+	return "health", ""
 }
 
 // checkPeers fails for a pod selector that selects no pod here.
@@ -272,6 +328,34 @@ func checkPorts(t *testing.T, d doc, ports []networkingv1.NetworkPolicyPort, pod
 		}
 		if !found {
 			t.Errorf("%v: port %s is not a container port of the pods it applies to", d, port.Port.StrVal)
+		}
+	}
+}
+
+// TestPeerPort shows which peers the NetworkPolicy check accepts for auth,
+// hello and the monolith, and which port each may reach.
+func TestPeerPort(t *testing.T) {
+	all := pods(t)
+	sel := func(l map[string]string) *metav1.LabelSelector { return &metav1.LabelSelector{MatchLabels: l} }
+	monitoring := sel(map[string]string{"kubernetes.io/metadata.name": "monitoring"})
+	prometheus := sel(map[string]string{"app.kubernetes.io/name": "prometheus"})
+	tests := []struct {
+		name     string
+		peer     networkingv1.NetworkPolicyPeer
+		wantPort string // "" for a refused peer
+	}{
+		{"the frontend's pods", networkingv1.NetworkPolicyPeer{PodSelector: sel(map[string]string{"app": "frontend"})}, "http"},
+		{"every pod of the namespace", networkingv1.NetworkPolicyPeer{PodSelector: sel(nil)}, ""},
+		{"Prometheus in monitoring", networkingv1.NetworkPolicyPeer{NamespaceSelector: monitoring, PodSelector: prometheus}, "health"},
+		{"all of monitoring", networkingv1.NetworkPolicyPeer{NamespaceSelector: monitoring}, ""},
+		{"Prometheus in any namespace", networkingv1.NetworkPolicyPeer{NamespaceSelector: sel(nil), PodSelector: prometheus}, ""},
+		{"any pod in monitoring", networkingv1.NetworkPolicyPeer{NamespaceSelector: monitoring, PodSelector: sel(nil)}, ""},
+		{"an address block", networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8"}}, ""},
+	}
+	for _, tt := range tests {
+		port, problem := peerPort(t, tt.peer, all)
+		if port != tt.wantPort || (problem == "") != (tt.wantPort != "") {
+			t.Errorf("peerPort(%s) = %q, %q; want port %q", tt.name, port, problem, tt.wantPort)
 		}
 	}
 }
