@@ -196,13 +196,19 @@ func first(values []string) string {
 // once every route is added; requests that match no route keep an empty
 // route. It wraps each route's handler once, here, rather than with
 // r.Use, whose middleware mux wraps around the handler anew on every request.
-func LabelRoutes(r *mux.Router) {
+// The inner middlewares run after the route is noted, around the handler:
+// an error one of them answers (fault injection) is counted under its route,
+// as the handler's own would be.
+func LabelRoutes(r *mux.Router, inner ...func(http.Handler) http.Handler) {
 	//nolint:errcheck // the walk function returns no error
 	r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
 		h := route.GetHandler()
 		tpl, err := route.GetPathTemplate()
 		if h == nil || err != nil { // a subrouter's entry (its routes are walked too), or no path
 			return nil
+		}
+		for i := len(inner) - 1; i >= 0; i-- {
+			h = inner[i](h)
 		}
 		route.Handler(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			if rec := recorder(w); rec != nil {

@@ -5,7 +5,7 @@
 //
 // A request to the app port flows through
 //
-//	RequestID → Identify → Observe → Recover → LimitBody → fault → router → (route label) → handler
+//	RequestID → Identify → Observe → Recover → LimitBody → router → (route label) → fault → handler
 //
 // (see package middleware), and the ops port serves the probes and /metrics.
 package service
@@ -175,7 +175,10 @@ func New(s Service, cfg *config.Config, logger, accessLog *zap.Logger) (*App, er
 
 	probe := health.New()
 	api := s.API(d)
-	middleware.LabelRoutes(api)
+	// The fault inside the route label: an injected error is counted under
+	// its route template, as a real one would be, so the SLO rules
+	// (monitoring/rules.yaml) see it.
+	middleware.LabelRoutes(api, cfg.Fault.Middleware)
 	api.NotFoundHandler = handlers.NotFound()
 	api.MethodNotAllowedHandler = handlers.MethodNotAllowed(api)
 
@@ -190,7 +193,7 @@ func New(s Service, cfg *config.Config, logger, accessLog *zap.Logger) (*App, er
 		)
 	}
 	return &App{
-		API:   wrap(cfg.Fault.Middleware(api), "http"),
+		API:   wrap(api, "http"),
 		Ops:   wrap(newOps(probe, d.Metrics), "health"),
 		Probe: probe,
 		Deps:  d,

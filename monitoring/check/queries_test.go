@@ -46,8 +46,10 @@ var external = map[string][]string{
 }
 
 // exported maps each series name the binaries export to its label names
-// and, per label, the values seen.
+// and, per label, the values seen; series lists each series' labels.
 type exported map[string]map[string]map[string]bool
+
+var series = map[string][]map[string]string{}
 
 // scrape reads a /metrics answer into e.
 func (e exported) scrape(t *testing.T, url string) {
@@ -67,6 +69,7 @@ func (e exported) scrape(t *testing.T, url string) {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	add := func(name string, lbls map[string]string) {
+		series[name] = append(series[name], lbls)
 		if e[name] == nil {
 			e[name] = map[string]map[string]bool{}
 		}
@@ -383,6 +386,21 @@ func TestQueriesNameExportedSeries(t *testing.T) {
 					if missing := missingValues(m, values[m.Name]); len(missing) > 0 {
 						t.Errorf("%s: %s: label %s: %q match no value exported (got %v)", q.where, n, m.Name, missing, slices.Sorted(maps.Keys(values[m.Name])))
 					}
+				}
+				// And all the matchers at once: one exported series they
+				// select (a 5xx under the route, not only a 5xx somewhere).
+				if values != nil && !slices.ContainsFunc(series[n.Name], func(l map[string]string) bool {
+					for _, m := range n.LabelMatchers {
+						if m.Name == "__name__" || slices.Contains(targetLabels, m.Name) {
+							continue
+						}
+						if !m.Matches(l[m.Name]) {
+							return false
+						}
+					}
+					return true
+				}) {
+					t.Errorf("%s: %s: selects none of the series the binaries export", q.where, n)
 				}
 			case *parser.AggregateExpr:
 				for _, l := range n.Grouping {

@@ -7,6 +7,7 @@
 #   kube-network-policies (patched, build_netpol)    $CLUSTER_CACHE/kube-network-policies-<version>-<patch hash>/bin
 #   metrics-server                                   $CLUSTER_CACHE/metrics-server-<version>/bin
 #   nginx (a current one: see build_nginx)           $NGINX_CACHE/<version>
+#   Prometheus (monitoring/check/go.mod's version)   $CLUSTER_CACHE/prometheus-<version>/bin
 #
 # A cached version is reused as is; delete its directory to rebuild. Every
 # build prints a progress line at least every 20 s. Cold, on 2 cores shared
@@ -15,9 +16,9 @@
 # metrics-server 5-10; cached, they take nothing.
 #
 #   build.sh [all]        k8s, coredns, metrics-server, nginx and netpol (cluster.sh up runs this)
-#   build.sh k8s|coredns|nginx|netpol|metrics-server
+#   build.sh k8s|coredns|nginx|netpol|metrics-server|prometheus
 #   build.sh bindir|coredns-bin|coredns-version|nginx-bin|nginx-version|netpol-bin|netpol-version
-#   build.sh metrics-server-bin|metrics-server-version
+#   build.sh metrics-server-bin|metrics-server-version|prometheus-bin|prometheus-version|prometheus-release
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,6 +32,12 @@ k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-pro
 # reachable from here; see build_nginx.
 nginx_version=1.26.3
 nginx_cache=${NGINX_CACHE:-/var/cache/app-nginx}
+# ---- monitoring (issue 14): the Prometheus that promtool comes from.
+prometheus_module=$here/../../monitoring/check
+prometheus_version=$(awk '$1 == "github.com/prometheus/prometheus" {print $2; exit}' "$prometheus_module/go.mod")
+# The module's v0.3XY.Z is Prometheus 3.XY.Z.
+prometheus_release=${prometheus_version#v0.}
+prometheus_release=3.$((${prometheus_release%%.*} - 300)).${prometheus_release#*.}
 
 # The builds share the machine with whatever else runs: keep them polite.
 go_build() { nice -n 15 env GOTOOLCHAIN=local CGO_ENABLED=0 go "$@"; }
@@ -263,6 +270,32 @@ build_nginx() {
 	echo "build: nginx $nginx_version built in $((SECONDS - start))s: $out/usr/sbin/nginx"
 }
 
+# ---- monitoring (issue 14) -------------------------------------------------------
+# build_prometheus builds the Prometheus server of the version that
+# monitoring/check's go.mod pins (v0.316.0 is Prometheus 3.16.0; promtool
+# in make test comes from the same module), for e2e.sh's monitoring step.
+# The build tags leave out every service discovery but Kubernetes'; no web
+# UI assets are built in (the API and the rules are what the test uses).
+# The module needs the go of its go.mod, not the host's, hence GOTOOLCHAIN.
+build_prometheus() {
+	local out=$cache/prometheus-$prometheus_version/bin
+	if [[ -f $out/.complete ]]; then
+		echo "build: prometheus $prometheus_version cached in $out"
+		return
+	fi
+	local tmp=$cache/prometheus-$prometheus_version/bin.tmp start=$SECONDS
+	rm -rf "$tmp" && mkdir -p "$tmp"
+	echo "build: prometheus $prometheus_version into $out (cold: a few minutes)"
+	(cd "$prometheus_module" && with_progress "prometheus $prometheus_version" "$cache/prometheus-$prometheus_version/build.log" \
+		nice -n 15 env GOTOOLCHAIN="${GOTOOLCHAIN:-go1.26.11}" CGO_ENABLED=0 go build -v -trimpath -tags remove_all_sd,enable_kubernetes_sd \
+		-ldflags "-s -w -X github.com/prometheus/common/version.Version=$prometheus_release" \
+		-o "$tmp/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
+	touch "$tmp/.complete"
+	rm -rf "$out" && mv "$tmp" "$out"
+	echo "build: prometheus $prometheus_version built in $((SECONDS - start))s: $out/prometheus"
+}
+# ---- end monitoring ----------------------------------------------------------------
+
 case ${1:-all} in
 all)
 	build_k8s
@@ -276,6 +309,7 @@ coredns) build_coredns ;;
 nginx) build_nginx ;;
 netpol) build_netpol ;;
 metrics-server) build_metrics_server ;;
+prometheus) build_prometheus ;;
 bindir) echo "$cache/$k8s_version/bin" ;;
 coredns-bin) echo "$cache/coredns-$coredns_version/bin/coredns" ;;
 coredns-version) echo "$coredns_version" ;;
@@ -285,5 +319,8 @@ netpol-bin) echo "$(netpol_dir)/bin/kube-network-policies" ;;
 netpol-version) echo "$netpol_version" ;;
 metrics-server-bin) echo "$cache/metrics-server-$metrics_server_version/bin/metrics-server" ;;
 metrics-server-version) echo "$metrics_server_version" ;;
-*) echo "usage: $0 [all|k8s|coredns|nginx|netpol|metrics-server|bindir|coredns-bin|coredns-version|nginx-bin|nginx-version|netpol-bin|netpol-version|metrics-server-bin|metrics-server-version]" >&2; exit 2 ;;
+prometheus-bin) echo "$cache/prometheus-$prometheus_version/bin/prometheus" ;;
+prometheus-version) echo "$prometheus_version" ;;
+prometheus-release) echo "$prometheus_release" ;;
+*) echo "usage: $0 [all|k8s|coredns|nginx|netpol|metrics-server|prometheus|bindir|coredns-bin|coredns-version|nginx-bin|nginx-version|netpol-bin|netpol-version|metrics-server-bin|metrics-server-version|prometheus-bin|prometheus-version|prometheus-release]" >&2; exit 2 ;;
 esac

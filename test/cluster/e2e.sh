@@ -54,6 +54,8 @@
 #                 way (metrics-server: kubectl top works)
 #  12 down        cluster down; no process, mount, link, route, namespace,
 #                 cgroup, rule or directory left
+#   1, 5, 8       monitoring (1 prometheus, 5 bad release, 8 alert resolved):
+#                 see the block "monitoring (issue 14)" below
 #
 # Every kubectl and make command runs in a copy of the repository
 # ($CLUSTER_E2E_DIR/src: the tracked and untracked files, not tls/ or bin/),
@@ -1252,6 +1254,177 @@ node_drain() {
 	pods_per_node | sed 's/^/    /' | tee -a "$E/notes"
 }
 
+# ---- monitoring (issue 14) ----------------------------------------------------
+# A real Prometheus (built from monitoring/check's module by build.sh, image
+# on scratch) in namespace monitoring scrapes the app's pods through the
+# NetworkPolicy ops-from-monitoring and evaluates monitoring/rules.yaml:
+#   1 prometheus    deployed after step 1; every auth and hello pod scraped
+#   5 bad release   nothing fired or pended through steps 2-5 (the rolling
+#                   update included); hello with FAULT=error-rate=0.2 fires
+#                   AvailabilityBudgetBurn (1h/5m) within the time the rule
+#                   promises; rollout undo
+#   8 resolved      after steps 6-8 (which overlap the wait): the alert
+#                   resolved within 5 m + an evaluation after the undo
+# kube-state-metrics does not run here: its two alerts stay silent.
+
+readonly PROM_API=/api/v1/namespaces/monitoring/services/prometheus:web/proxy/api/v1
+# What the 1h/5m availability alert promises at 20 % errors (rules.yaml's
+# header): 1 h x 14.4 x 0.1 % / 20 % = 259 s, + for: 60 s, + an evaluation
+# (30 s) and a scrape (15 s) = 364 s from the first errors. It resolves once
+# the last error leaves the 5 m window: 300 s + 30 s + 15 s = 345 s.
+readonly FIRE_WITHIN=364 RESOLVE_WITHIN=345
+
+# prom_query QUERY prints the result of an instant query (a JSON array).
+prom_query() {
+	kubectl get --raw "$PROM_API/query?query=$(jq -rn --arg q "$1" '$q | @uri')" | jq -c .data.result
+}
+
+# prom_value QUERY prints the first value of a query's result, or nothing.
+prom_value() {
+	prom_query "$1" | jq -r '.[0].value[1] // empty'
+}
+
+# scraped_all: Prometheus reads /metrics of every running auth and hello pod.
+scraped_all() {
+	local want got
+	want=$(kubectl get pods -l 'app in (auth,hello)' --field-selector=status.phase=Running -o name | wc -l)
+	got=$(prom_value "sum(up{job=\"ud615\", namespace=\"$NS\"})")
+	((want > 0)) && [[ ${got:-0} == "$want" ]]
+}
+
+# burn_firing / burn_resolved: AvailabilityBudgetBurn's 1h/5m rule fires
+# for hello / does not (each false when Prometheus does not answer).
+readonly BURN_1H="ALERTS{alertname=\"AvailabilityBudgetBurn\", alertstate=\"firing\", long_window=\"1h\", namespace=\"$NS\", service=\"hello\"}"
+burn_firing() {
+	[[ $(prom_query "$BURN_1H" | jq length) == 1 ]]
+}
+burn_resolved() {
+	[[ $(prom_query "$BURN_1H" | jq length) == 0 ]]
+}
+
+# probe_from_monitoring NAME LABEL URL: a busybox pod in namespace
+# monitoring, labelled LABEL (key=value or none), fetches URL; its exit status.
+probe_from_monitoring() {
+	local name=$1 label=$2 url=$3 rc
+	kubectl -n monitoring apply -f - >/dev/null <<-EOF
+		apiVersion: v1
+		kind: Pod
+		metadata:
+		  name: $name
+		  labels: {${label/=/: }}
+		spec:
+		  restartPolicy: Never
+		  automountServiceAccountToken: false
+		  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+		  containers:
+		    - name: probe
+		      image: docker.io/library/busybox:1.37
+		      command: [wget, -q, -T, "3", -O, /dev/null, "$url"]
+		      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+	EOF
+	rc=2
+	for _ in $(seq 60); do
+		case $(kubectl -n monitoring get pod "$name" -o 'jsonpath={.status.phase}') in
+		Succeeded) rc=0 && break ;;
+		Failed) rc=1 && break ;;
+		esac
+		sleep 0.5
+	done
+	((rc == 0)) || kubectl -n monitoring logs "$name" >&2 || true
+	kubectl -n monitoring delete pod "$name" --wait=false >/dev/null
+	((rc < 2)) || fail "probe pod $name did not finish within 30 s"
+	return "$rc"
+}
+
+prometheus_up() {
+	local version image
+	cd "$src"
+	"$here/build.sh" prometheus
+	version=$("$here/build.sh" prometheus-release)
+	image=docker.io/prom/prometheus:v$version
+	mkdir -p "$E/prometheus-image"
+	cp "$here/images/prometheus/Dockerfile" "$("$here/build.sh" prometheus-bin)" "$E/prometheus-image/"
+	podman build --quiet --layers=false --platform linux/amd64 -t "$image" "$E/prometheus-image" >/dev/null
+	"$here/cluster.sh" push "$image"
+	sed -e "s|\${APP_NAMESPACE}|$NS|g" -e "s|\${PROMETHEUS_IMAGE}|$image|g" "$here/manifests/prometheus.yaml" | kubectl apply -f -
+	# The rules as they are in the repository: the file promtool tested.
+	kubectl -n monitoring create configmap prometheus-rules --from-file=rules.yaml=monitoring/rules.yaml
+	kubectl -n monitoring rollout status deployment/prometheus --timeout=120s
+	date +%s >"$E/prometheus-started"
+	wait_until "Prometheus scrapes every auth and hello pod (up == 1)" 90 scraped_all
+	local groups
+	groups=$(kubectl get --raw "$PROM_API/rules" | jq '.data.groups | length')
+	((groups == $(grep -c '^  - name:' monitoring/rules.yaml))) || fail "Prometheus loaded $groups rule groups"
+	echo "monitoring: Prometheus $version scrapes $(prom_value "count(up{job=\"ud615\"} == 1)") pods; $groups rule groups loaded" | tee -a "$E/notes"
+
+	# Only Prometheus' pods may reach the ops port. Where the cluster enforces
+	# NetworkPolicies (the app port of hello refuses a pod that is not the
+	# frontend's), a pod in monitoring without Prometheus' label must be
+	# refused on the ops port as well.
+	local ip prom_ip
+	ip=$(kubectl get pods -l app=hello -o 'jsonpath={.items[0].status.podIP}')
+	prom_ip=$(kubectl -n monitoring get pods -l app.kubernetes.io/name=prometheus -o 'jsonpath={.items[0].status.podIP}')
+	# The probe itself must work first: no policy selects Prometheus' pod.
+	if ! probe_from_monitoring netpol-works none=none "http://$prom_ip:9090/-/ready"; then
+		echo "monitoring: a probe pod cannot fetch from Prometheus itself here: the refused half is not tested" | tee -a "$E/notes"
+	elif probe_from_monitoring netpol-control none=none "http://$ip:8080/"; then
+		echo "monitoring: NetworkPolicies not enforced on this cluster: the refused half is not tested" | tee -a "$E/notes"
+	elif probe_from_monitoring netpol-ops none=none "http://$ip:8081/metrics"; then
+		fail "a pod in monitoring without app.kubernetes.io/name=prometheus reached the ops port"
+	else
+		echo "monitoring: ops port refused to an unlabelled pod of monitoring, served to Prometheus" | tee -a "$E/notes"
+	fi
+}
+
+bad_release() {
+	local since seen t0 t_fire
+	cd "$src"
+	# Nothing fired, nor was pending, since Prometheus started.
+	since=$(($(date +%s) - $(cat "$E/prometheus-started") + 30))
+	seen=$(prom_query "last_over_time(ALERTS[${since}s])")
+	[[ $seen == "[]" ]] || fail "alerts during the healthy steps (rolling update included): $seen"
+	# ... and Prometheus saw the rolling update: hello's /secure under load,
+	# answered by both versions.
+	local requests versions
+	requests=$(prom_value "sum(increase(http_requests_total{namespace=\"$NS\", service=\"hello\", route=\"/secure\"}[${since}s]))")
+	versions=$(prom_value "count(count by (version) (last_over_time(app_build_info{namespace=\"$NS\", service=\"hello\"}[${since}s])))")
+	((${requests%.*} >= 1000)) && [[ $versions == 2 ]] ||
+		fail "Prometheus saw ${requests:-no} /secure requests to hello and ${versions:-no} versions since it started: the silence proves nothing"
+	echo "monitoring: no alert fired or pended in the ${since}s since Prometheus started, through ${requests%.*} /secure requests to hello and its rolling update 1.0.0 -> 2.0.0 -> 1.0.0" | tee -a "$E/notes"
+
+	# A release failing 20 % of its requests, under load (failures expected).
+	ROLLOUT_LOGIN=$LOGIN timeout -s INT 900 "$E/rollout" -url "$(frontend_url)/secure" -cacert "$TLS_DIR/ca.pem" \
+		-rate "$RATE" -duration 0 >"$E/load-bad-release.log" 2>&1 &
+	echo $! >"$E/load-bad-release.pid"
+	sleep 5
+	# Not waiting for the rollout: the first bad pod's errors are enough
+	# (one pod of three at 20 % is 6.7 % of hello's requests), and undo
+	# stops a rollout halfway as well.
+	t0=$SECONDS
+	kubectl set env deployment/hello FAULT=error-rate=0.2
+	wait_until "AvailabilityBudgetBurn (1h/5m) fires for hello" "$FIRE_WITHIN" burn_firing
+	t_fire=$((SECONDS - t0))
+	kubectl get pods -l app=hello -o wide
+	kill_loads
+	sed -n 's/^summary: */bad release load: /p' "$E/load-bad-release.log" >&2 || true
+	kubectl rollout undo deployment/hello
+	kubectl rollout status deployment/hello --timeout=180s
+	date +%s >"$E/undone-at"
+	echo "monitoring: FAULT=error-rate=0.2 rolling out: AvailabilityBudgetBurn (1h/5m) fired ${t_fire}s after kubectl set env (promised within ${FIRE_WITHIN}s of the first errors)" | tee -a "$E/notes"
+}
+
+alert_resolved() {
+	local undone t_resolved last
+	undone=$(cat "$E/undone-at")
+	wait_until "AvailabilityBudgetBurn (1h/5m) resolved" $((RESOLVE_WITHIN + 30 - ($(date +%s) - undone))) burn_resolved
+	# When it stopped firing: its last firing sample, plus an evaluation.
+	last=$(prom_value "max_over_time(timestamp($BURN_1H)[30m:10s])")
+	t_resolved=$(( ${last%.*} + 30 - undone ))
+	((t_resolved <= RESOLVE_WITHIN)) || fail "resolved ${t_resolved}s after the undo, promised within ${RESOLVE_WITHIN}s"
+	echo "monitoring: AvailabilityBudgetBurn (1h/5m) resolved ${t_resolved}s after rollout undo completed (promised within ${RESOLVE_WITHIN}s)" | tee -a "$E/notes"
+}
+# ---- end monitoring -------------------------------------------------------------
+
 cluster_down() {
 	"$here/cluster.sh" down
 	"$here/cluster.sh" down # safe twice
@@ -1324,13 +1497,16 @@ main() {
 	step "0 images" images
 	step "1 deploy" deploy
 	step "1 network policies" network_policies
+	step "1 prometheus" prometheus_up # monitoring (issue 14)
 	step "2 frontend" frontend
 	step "3 pods" pods
 	step "4 probes" probes
 	step "5 rolling update" rolling
+	step "5 bad release" bad_release # monitoring (issue 14)
 	step "6 blue-green, canary" bluegreen_canary
 	step "7 never-ready" broken
 	step "8 key rotation" rotation
+	step "8 alert resolved" alert_resolved # monitoring (issue 14)
 	step "9 GKE timings via LB" provider_timings
 	step "10 node drain" node_drain
 	step "11 autoscaling" autoscaling
