@@ -12,7 +12,7 @@
 #                 make deploy with an image that does not exist says
 #                 ImagePullBackOff and the image within its first 30 s report;
 #                 the frontend Service gets its EXTERNAL-IP (cluster.sh lb)
-#   1 network     NetworkPolicies enforced (cluster.sh runs kube-network-policies):
+#   2 network     (after 2 frontend) NetworkPolicies enforced (cluster.sh runs kube-network-policies):
 #     policies    the frontend reaches auth and hello, probes and DNS pass; a pod
 #                 of the app's labels reaches neither Service, no pod's app or ops
 #                 port, no other namespace; another namespace's pod reaches
@@ -1496,9 +1496,11 @@ main() {
 	step "0 cluster up" cluster_up
 	step "0 images" images
 	step "1 deploy" deploy
-	step "1 network policies" network_policies
 	step "1 prometheus" prometheus_up # monitoring (issue 14)
 	step "2 frontend" frontend
+	# After 2: its login goes through the load balancer's address, which
+	# step 2's certificate names.
+	step "2 network policies" network_policies
 	step "3 pods" pods
 	step "4 probes" probes
 	step "5 rolling update" rolling
