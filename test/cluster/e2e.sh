@@ -150,7 +150,7 @@ step() {
 # TLS connection for every request, as a curl loop does ("new"). Both must
 # see no failed request. Each run stops by itself after 10 minutes (timeout
 # ends it should the tester hang).
-LOAD_MODES="keepalive new" # LOAD_MODES=keepalive load_stop NAME: one run (the ramp)
+LOAD_MODES="keepalive new" # LOAD_MODES=keepalive load_start/load_stop NAME: one run (the ramp)
 
 # load_start NAME [ARG…] starts both runs in the background, with ARGs for
 # the tester (e.g. -login-every), and lets them reach a steady state first:
@@ -868,8 +868,8 @@ bluegreen() {
 	kubectl delete -f kubernetes/deployments/hello-blue.yaml
 }
 
-# canary: one 2.0.0 pod next to the stable track's three answers about a
-# quarter of the requests through the frontend, in both runs: the edge
+# canary: one 2.0.0 pod next to the stable track answers its share of the
+# pods (a quarter, next to three) of the requests through the frontend, in both runs: the edge
 # opens a connection per request, and kube-proxy picks a pod for each.
 # Counted once the canary is available, over CANARY_SAMPLE requests a run.
 canary() {
@@ -1063,17 +1063,6 @@ at_minimum() {
 	no_pod_terminating
 }
 
-# ramp_start NAME starts the rollout tester with a ramp, as load_start does
-# (LOAD_MODES=keepalive load_stop stops it): kept-alive connections only,
-# a new TLS handshake per request at 500/s would load this 2-core host more
-# than hello.
-ramp_start() {
-	local name=$1
-	ROLLOUT_LOGIN=$LOGIN timeout -s INT 900 "$E/rollout" -url "$(frontend_url)/secure" -cacert "$TLS_DIR/ca.pem" \
-		-rate "$RATE" -ramp-to "$RAMP_PEAK" -ramp-for "${RAMP_FOR}s" -duration 0 >"$E/load-$name-keepalive.log" 2>&1 &
-	echo $! >"$E/load-$name-keepalive.pid"
-}
-
 # autoscaling: the tutorial's autoscaling lesson (section 11). A steady
 # load at RATE runs throughout and must see no failure; a second tester
 # ramps from RATE to RAMP_PEAK until hello's HPA has scaled it out and the
@@ -1094,7 +1083,9 @@ autoscaling() {
 	t0=$SECONDS
 	(while :; do hpa_state "$t0"; sleep 5; done) >"$E/hpa-timeline" 2>/dev/null &
 	rec=$!
-	ramp_start autoscaling-ramp
+	# One run, kept alive: a new TLS handshake per request at RAMP_PEAK would
+	# load this 2-core host more than hello.
+	LOAD_MODES=keepalive load_start autoscaling-ramp -ramp-to "$RAMP_PEAK" -ramp-for "${RAMP_FOR}s"
 	wait_until "hello scaled out beyond $min, new pods ready" 240 scaled_out "$min"
 	t_out=$((SECONDS - t0))
 	peak_rate=$((RATE + (RAMP_PEAK - RATE) * (t_out < RAMP_FOR ? t_out : RAMP_FOR) / RAMP_FOR))
@@ -1309,40 +1300,6 @@ burn_resolved() {
 	[[ $(prom_query "$BURN_1H" | jq length) == 0 ]]
 }
 
-# probe_from_monitoring NAME LABEL URL: a busybox pod in namespace
-# monitoring, labelled LABEL (key=value or none), fetches URL; its exit status.
-probe_from_monitoring() {
-	local name=$1 label=$2 url=$3 rc
-	kubectl -n monitoring apply -f - >/dev/null <<-EOF
-		apiVersion: v1
-		kind: Pod
-		metadata:
-		  name: $name
-		  labels: {${label/=/: }}
-		spec:
-		  restartPolicy: Never
-		  automountServiceAccountToken: false
-		  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
-		  containers:
-		    - name: probe
-		      image: docker.io/library/busybox:1.37
-		      command: [wget, -q, -T, "3", -O, /dev/null, "$url"]
-		      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-	EOF
-	rc=2
-	for _ in $(seq 60); do
-		case $(kubectl -n monitoring get pod "$name" -o 'jsonpath={.status.phase}') in
-		Succeeded) rc=0 && break ;;
-		Failed) rc=1 && break ;;
-		esac
-		sleep 0.5
-	done
-	((rc == 0)) || kubectl -n monitoring logs "$name" >&2 || true
-	kubectl -n monitoring delete pod "$name" --wait=false >/dev/null
-	((rc < 2)) || fail "probe pod $name did not finish within 30 s"
-	return "$rc"
-}
-
 prometheus_up() {
 	local version image
 	cd "$src"
@@ -1364,23 +1321,21 @@ prometheus_up() {
 	((groups == $(grep -c '^  - name:' monitoring/rules.yaml))) || fail "Prometheus loaded $groups rule groups"
 	echo "monitoring: Prometheus $version scrapes $(prom_value "count(up{job=\"ud615\"} == 1)") pods; $groups rule groups loaded" | tee -a "$E/notes"
 
-	# Only Prometheus' pods may reach the ops port. Where the cluster enforces
-	# NetworkPolicies (the app port of hello refuses a pod that is not the
-	# frontend's), a pod in monitoring without Prometheus' label must be
-	# refused on the ops port as well.
-	local ip prom_ip
-	ip=$(kubectl get pods -l app=hello -o 'jsonpath={.items[0].status.podIP}')
+	# Only Prometheus' pods may reach the ops port: a pod of monitoring
+	# without Prometheus' label is refused there (the policies are enforced
+	# from cluster.sh up on; step "2 network policies" shows the agent's
+	# part), while the same pod reaches Prometheus, which no policy selects.
+	local ip prom_ip results
+	ip=$(ready_pod_ip app=hello)
 	prom_ip=$(kubectl -n monitoring get pods -l app.kubernetes.io/name=prometheus -o 'jsonpath={.items[0].status.podIP}')
-	# The probe itself must work first: no policy selects Prometheus' pod.
-	if ! probe_from_monitoring netpol-works none=none "http://$prom_ip:9090/-/ready"; then
-		echo "monitoring: a probe pod cannot fetch from Prometheus itself here: the refused half is not tested" | tee -a "$E/notes"
-	elif probe_from_monitoring netpol-control none=none "http://$ip:8080/"; then
-		echo "monitoring: NetworkPolicies not enforced on this cluster: the refused half is not tested" | tee -a "$E/notes"
-	elif probe_from_monitoring netpol-ops none=none "http://$ip:8081/metrics"; then
-		fail "a pod in monitoring without app.kubernetes.io/name=prometheus reached the ops port"
-	else
-		echo "monitoring: ops port refused to an unlabelled pod of monitoring, served to Prometheus" | tee -a "$E/notes"
-	fi
+	probe_pod np-monitoring monitoring '{}' 'sleep 600' | kubectl apply -f -
+	kubectl -n monitoring wait pod np-monitoring --for=condition=Ready --timeout=60s
+	results=$(reach monitoring/np-monitoring prometheus="http://$prom_ip:9090/-/ready")
+	expect_reach open "$results"
+	results=$(reach monitoring/np-monitoring hello-ops="http://$ip:8081/metrics")
+	expect_reach dropped "$results"
+	kubectl -n monitoring delete pod np-monitoring --wait=false
+	echo "monitoring: ops port refused to an unlabelled pod of monitoring, served to Prometheus" | tee -a "$E/notes"
 }
 
 bad_release() {
