@@ -131,15 +131,16 @@ build_coredns() {
 # connection of a selected pod in user space through NFQUEUE.
 #
 # It is built from a copy of the module's source (the module cache is
-# read-only, and go build -overlay refuses files in it) with one patch,
-# build/kube-network-policies-<version>-xt-nfqueue.patch: this host's kernel
-# lacks the nftables queue expression (CONFIG_NFT_QUEUE), so the patch
-# queues with the xtables NFQUEUE target through nftables' compat layer
-# instead; the patch's header says why and what. The cache directory is
+# read-only, and go build -overlay refuses files in it) with a patch,
+# build/kube-network-policies-<version>.patch, of two changes: this host's
+# kernel lacks the nftables queue expression (CONFIG_NFT_QUEUE), so it
+# queues with the xtables NFQUEUE target through nftables' compat layer;
+# and its sync no longer deletes its table, which made the kernel drop the
+# packets waiting for a verdict. The patch's header says why and what. The cache directory is
 # named after the version and the patch's hash, so a changed patch builds
 # anew. Cold, on 2 shared cores, it took 2 min 17 s (Kubernetes' client
 # modules already in the module cache); the static binary is 55 MB.
-netpol_patch=$here/build/kube-network-policies-$netpol_version-xt-nfqueue.patch
+netpol_patch=$here/build/kube-network-policies-$netpol_version.patch
 netpol_dir() {
 	echo "$cache/kube-network-policies-$netpol_version-$(sha256sum "$netpol_patch" | cut -c1-12)"
 }

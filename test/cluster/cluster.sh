@@ -105,7 +105,7 @@ COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$("$here/build.sh" coredns-version
 readonly COREDNS_IMAGE
 netpol_bin=$("$here/build.sh" netpol-bin)
 # Upstream's image name, tagged as what it is: the release with build.sh's patch.
-NETPOL_IMAGE=registry.k8s.io/networking/kube-network-policies:$("$here/build.sh" netpol-version)-xt-nfqueue
+NETPOL_IMAGE=registry.k8s.io/networking/kube-network-policies:$("$here/build.sh" netpol-version)-patched
 readonly NETPOL_IMAGE
 # The agent's nftables table (its default name), which down removes.
 readonly NETPOL_TABLE=(inet kube-network-policies)

@@ -197,7 +197,11 @@ load_stop() {
 		versions=$(sed -n 's/^versions: *//p' "$E/load-$name-$mode.log")
 		echo "$name|$mode|$summary|$versions" >>"$E/loads"
 		[[ -n $summary ]] || fail "$name ($mode): the load tester printed no summary"
-		((rc == 0)) || fail "$name ($mode): requests failed (load tester exit $rc)"
+		((rc == 0)) || {
+			# What failed, in the summary's notes too (CI shows the end of the log).
+			echo "load $name ($mode) failed: $(sed -n 's/^failures: *//p' "$E/load-$name-$mode.log"); $(grep -m 3 '^error:' "$E/load-$name-$mode.log" | sed 's/^error: *//' | paste -sd ';' -)" | tee -a "$E/notes" >&2
+			fail "$name ($mode): requests failed (load tester exit $rc)"
+		}
 		achieved=$(sed -E -n 's/.*\(([0-9]+)\.[0-9]\/s achieved\).*/\1/p' <<<"$summary")
 		((achieved >= RATE * 95 / 100)) || fail "$name ($mode): $achieved requests/s achieved, want $RATE"
 		for v in "$@"; do
