@@ -523,12 +523,12 @@ frontend() {
 	local secret hello_rs
 	ip=$(external_ip)
 	secret=$(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')
-	hello_rs=$(kubectl get deployment hello -o 'jsonpath={.metadata.generation}')
+	hello_rs=$(hello_template)
 	make -s certs FORCE=1 HOSTS="$ip"
 	make -s deploy OVERLAY=local
 	[[ $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}') != "$secret" ]] ||
 		fail "a new certificate kept the frontend's Secret $secret"
-	[[ $(kubectl get deployment hello -o 'jsonpath={.metadata.generation}') == "$hello_rs" ]] ||
+	[[ $(hello_template) == "$hello_rs" ]] ||
 		fail "a new certificate changed deployment hello"
 	log "new certificate: frontend rolled to $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')"
 
@@ -548,6 +548,12 @@ frontend() {
 	frontend_restart
 	frontend_config
 	frontend_certificate
+}
+
+# hello_template prints deployment hello's pod template: what a change that
+# rolls it changes (its generation also counts the HPA's scaling).
+hello_template() {
+	kubectl get deployment hello -o json | jq -cS .spec.template
 }
 
 # frontend_rolled NAME waits, after a change that rolls the frontend, until
@@ -592,7 +598,7 @@ frontend_config() {
 frontend_certificate() {
 	local secret hello_rs host
 	secret=$(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')
-	hello_rs=$(kubectl get deployment hello -o 'jsonpath={.metadata.generation}')
+	hello_rs=$(hello_template)
 	host=$(frontend_url)
 	host=${host#https://}
 	host=${host%:*}
@@ -604,7 +610,7 @@ frontend_certificate() {
 	frontend_rolled frontend-certificate
 	[[ $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}') != "$secret" ]] ||
 		fail "a new certificate kept the frontend's Secret $secret"
-	[[ $(kubectl get deployment hello -o 'jsonpath={.metadata.generation}') == "$hello_rs" ]] ||
+	[[ $(hello_template) == "$hello_rs" ]] ||
 		fail "a new certificate changed deployment hello"
 	curl -fsS --cacert "$TLS_DIR/ca.pem" "$(frontend_url)/" >/dev/null
 	log "new certificate: frontend rolled to $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}'), served with the new CA"
