@@ -41,7 +41,7 @@
 #   8 rotation    the token keys rotated (make rotate STEP=add, promote, retire)
 #                 under load by clients logged in before and after promote:
 #                 no failed request, no token rejected by any pod (their
-#                 /metrics), no restart; then the old key's token gets 401
+#                 metrics, read from Prometheus), no restart; then the old key's token gets 401
 #   9 provider    make deploy OVERLAY=gke, then kubectl rollout restart of the
 #                 frontend behind GKE's target pool timings (profile gke):
 #                 no failed request, kept-alive or a new connection per request
@@ -783,8 +783,8 @@ hello_scale() {
 # terminating.
 settled() {
 	local replicas
-	replicas=$(kubectl get deployment hello -o 'jsonpath={.spec.replicas}')
-	[[ $(kubectl get deployment hello -o 'jsonpath={.status.readyReplicas}/{.status.updatedReplicas}') == "$replicas/$replicas" ]] &&
+	replicas=$(replicas_of hello)
+	[[ $(ready_of hello)/$(kubectl get deployment hello -o 'jsonpath={.status.updatedReplicas}') == "$replicas/$replicas" ]] &&
 		pods_are app=hello,track=stable "$replicas"
 }
 
@@ -1093,12 +1093,11 @@ scaled_in() {
 	((n < $1)) && [[ $(ready_of hello) == "$n" ]] && no_pod_terminating
 }
 
-# at_minimum [DEPLOYMENT…]: these autoscaled Deployments (all three if
-# none) are at their HPA's minimum, and no app pod is still terminating
-# (their drain is part of the scale-in).
+# at_minimum: every autoscaled Deployment is at its HPA's minimum, and no
+# app pod is still terminating (their drain is part of the scale-in).
 at_minimum() {
 	local d
-	for d in ${@:-hello frontend auth}; do
+	for d in hello frontend auth; do
 		[[ $(replicas_of "$d") == $(kubectl get hpa "$d" -o 'jsonpath={.spec.minReplicas}') ]] || return 1
 	done
 	no_pod_terminating
