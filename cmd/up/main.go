@@ -140,6 +140,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		HTTP2:        edge.HTTP2For(version),
 		RedirectPort: *edgePort,
 		UIDir:        filepath.Join(root, "frontend"),
+		DrainFile:    filepath.Join(tmp, "draining"), // never made: make up stops at once
 		Auth:         []string{services[0].http},
 		Hello:        []string{services[1].http},
 	}.Render(string(tmpl))

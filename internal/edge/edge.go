@@ -29,6 +29,7 @@ const (
 	VarHTTP2           = "EDGE_HTTP2"            // an HTTP2 value: how HTTP/2 is turned on
 	VarRedirectPort    = "EDGE_REDIRECT_PORT"    // "" (443) or ":port": the port the redirect names
 	VarUIDir           = "EDGE_UI_DIR"           // the UI's files, served at /ui/
+	VarDrainFile       = "EDGE_DRAIN_FILE"       // once this file exists, /healthz answers 503
 	VarAuthServers     = "EDGE_AUTH_SERVERS"     // the auth_app upstream's server directives
 	VarHelloServers    = "EDGE_HELLO_SERVERS"    // the hello_app upstream's server directives
 	VarMonolithServers = "EDGE_MONOLITH_SERVERS" // the monolith_app upstream's server directives
@@ -103,6 +104,13 @@ type Params struct {
 	// 443: where the TLS listener is not reached as 443, as with `make up`.
 	RedirectPort int
 	UIDir        string // EDGE_UI_DIR: the UI's files (frontend only)
+	// DrainFile is EDGE_DRAIN_FILE (frontend only): once a file exists
+	// there, the TLS listener's /healthz answers 503 and everything else
+	// is served as before. In Kubernetes the pod's preStop creates it, so
+	// that the readiness probe takes a stopping pod out of the Service's
+	// endpoints while nginx still accepts connections
+	// (deployments/frontend.yaml says why).
+	DrainFile string
 	// Upstream servers (host:port each), one server directive each; see
 	// Servers. In Kubernetes one Service address each; the tests use several.
 	Auth, Hello, Monolith []string
@@ -122,6 +130,7 @@ func (p Params) Env() map[string]string {
 		VarHTTP2:        string(p.HTTP2),
 		VarRedirectPort: redirect,
 		VarUIDir:        strings.TrimSuffix(p.UIDir, "/"),
+		VarDrainFile:    p.DrainFile,
 	}
 	for name, addrs := range map[string][]string{VarAuthServers: p.Auth, VarHelloServers: p.Hello, VarMonolithServers: p.Monolith} {
 		if len(addrs) > 0 {

@@ -41,7 +41,7 @@ func TestTemplateVariables(t *testing.T) {
 		name string
 		want []string
 	}{
-		{"frontend.conf.template", []string{edge.VarAuthServers, edge.VarHelloServers, edge.VarHTTP2, edge.VarHTTPSListen, edge.VarHTTPListen, edge.VarRedirectPort, edge.VarTLSDir, edge.VarUIDir}},
+		{"frontend.conf.template", []string{edge.VarAuthServers, edge.VarDrainFile, edge.VarHelloServers, edge.VarHTTP2, edge.VarHTTPSListen, edge.VarHTTPListen, edge.VarRedirectPort, edge.VarTLSDir, edge.VarUIDir}},
 		{"proxy.conf.template", []string{edge.VarHTTP2, edge.VarHTTPSListen, edge.VarMonolithServers, edge.VarTLSDir}},
 	}
 	filter := regexp.MustCompile(edge.EnvFilter)
@@ -62,7 +62,7 @@ func TestTemplateVariables(t *testing.T) {
 // kubernetes are the parameters as the manifests set them.
 var kubernetes = edge.Params{
 	HTTPSListen: "8443", HTTPListen: "8080", TLSDir: "/etc/tls", HTTP2: edge.HTTP2Directive,
-	UIDir: "/usr/share/nginx/html/ui", Auth: []string{"auth:80"}, Hello: []string{"hello:80"},
+	UIDir: "/usr/share/nginx/html/ui", DrainFile: "/tmp/draining", Auth: []string{"auth:80"}, Hello: []string{"hello:80"},
 }
 
 func TestParamsRender(t *testing.T) {
@@ -80,6 +80,7 @@ func TestParamsRender(t *testing.T) {
 		"upstream hello_app {\n    server hello:80 max_fails=0;\n",
 		"return 308 https://$edge_redirect_host$request_uri;",
 		"alias /usr/share/nginx/html/ui/;",
+		"if (-f /tmp/draining) {",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Render(frontend.conf.template) for Kubernetes has no %q", want)
@@ -88,7 +89,7 @@ func TestParamsRender(t *testing.T) {
 
 	local := edge.Params{
 		HTTPSListen: "127.0.0.1:4443", HTTPListen: "127.0.0.1:4080", TLSDir: "/tmp/x/tls/", HTTP2: edge.HTTP2Parameter,
-		RedirectPort: 4443, UIDir: "/src/frontend/", Auth: []string{"127.0.0.1:3"}, Hello: []string{"127.0.0.1:1", "127.0.0.1:2"},
+		RedirectPort: 4443, UIDir: "/src/frontend/", DrainFile: "/tmp/x/draining", Auth: []string{"127.0.0.1:3"}, Hello: []string{"127.0.0.1:1", "127.0.0.1:2"},
 	}
 	got, err = local.Render(tmpl)
 	if err != nil {

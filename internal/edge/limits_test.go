@@ -267,7 +267,7 @@ func rawRequest(t *testing.T, addr, req string) (int, string) {
 func TestClientKey(t *testing.T) {
 	bin := edgetest.Binary(t)
 	site, err := edge.Params{
-		HTTPSListen: "127.0.0.1:1", HTTPListen: "127.0.0.1:2", TLSDir: "/tls", HTTP2: edge.HTTP2Parameter, UIDir: "/ui",
+		HTTPSListen: "127.0.0.1:1", HTTPListen: "127.0.0.1:2", TLSDir: "/tls", HTTP2: edge.HTTP2Parameter, UIDir: "/ui", DrainFile: "/tmp/draining",
 		Auth: []string{"127.0.0.1:3"}, Hello: []string{"127.0.0.1:4"},
 	}.Render(readConfig(t, "frontend.conf.template"))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -47,7 +48,7 @@ func TestConfigsPassNginxT(t *testing.T) {
 	tls := t.TempDir()
 	edgetest.WriteCerts(t, tls)
 	p := edge.Params{
-		HTTPSListen: "127.0.0.1:1", HTTPListen: "127.0.0.1:2", TLSDir: tls, UIDir: edgetest.UIDir(t),
+		HTTPSListen: "127.0.0.1:1", HTTPListen: "127.0.0.1:2", TLSDir: tls, UIDir: edgetest.UIDir(t), DrainFile: "/tmp/draining",
 		Auth: []string{"127.0.0.1:3"}, Hello: []string{"127.0.0.1:4", "127.0.0.1:5"}, Monolith: []string{"127.0.0.1:6"},
 	}
 	for _, name := range []string{"frontend.conf.template", "proxy.conf.template"} {
@@ -130,6 +131,31 @@ func TestFrontend(t *testing.T) {
 		resp, body = get(t, e.Client, e.HTTPURL+"/healthz")
 		if resp.StatusCode != 200 || body != "ok\n" {
 			t.Errorf("GET /healthz over plain HTTP: %d %q, want 200 \"ok\\n\"", resp.StatusCode, body)
+		}
+	})
+
+	// The preStop's drain file: /healthz fails (the readiness probe takes
+	// the pod out of the endpoints), everything else is served as before;
+	// and /healthz recovers when the file goes.
+	t.Run("draining", func(t *testing.T) {
+		if err := os.WriteFile(e.DrainFile, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		resp, body := get(t, e.Client, e.URL+"/healthz")
+		if resp.StatusCode != 503 || body != `{"error":"service unavailable"}`+"\n" {
+			t.Errorf("GET /healthz with %s present: %d %q, want 503 and a JSON error", e.DrainFile, resp.StatusCode, body)
+		}
+		if resp, body := get(t, e.Client, e.URL+"/"); resp.StatusCode != 200 || resp.Header.Get("X-Pod-Name") != "hello" {
+			t.Errorf("GET / while draining: %d from %q (%s), want hello's 200", resp.StatusCode, resp.Header.Get("X-Pod-Name"), body)
+		}
+		if resp, _ := get(t, e.Client, e.HTTPURL+"/healthz"); resp.StatusCode != 200 {
+			t.Errorf("GET /healthz over plain HTTP (liveness' listener) while draining: %d, want 200", resp.StatusCode)
+		}
+		if err := os.Remove(e.DrainFile); err != nil {
+			t.Fatal(err)
+		}
+		if resp, body := get(t, e.Client, e.URL+"/healthz"); resp.StatusCode != 200 {
+			t.Errorf("GET /healthz after the drain file went: %d %q, want 200", resp.StatusCode, body)
 		}
 	})
 

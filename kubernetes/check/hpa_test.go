@@ -120,14 +120,19 @@ func hpaProblems(h *autoscalingv2.HorizontalPodAutoscaler, d *appsv1.Deployment,
 	return problems
 }
 
-// podDrain is how long a terminating pod keeps serving: the longest preStop
-// sleep (nginx), else the longest SHUTDOWN_DRAIN (the services).
+// podDrain is how long a terminating pod may still be sent requests: the
+// longest preStop (nginx: nginxDrain), else the longest SHUTDOWN_DRAIN (the
+// services).
 func podDrain(spec corev1.PodSpec) (time.Duration, error) {
 	var drain time.Duration
 	found := false
 	for _, c := range spec.Containers {
-		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
-			drain = max(drain, time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second)
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+			d, err := nginxDrain(c)
+			if err != nil {
+				return 0, err
+			}
+			drain = max(drain, d.total())
 			found = true
 			continue
 		}
@@ -141,7 +146,7 @@ func podDrain(spec corev1.PodSpec) (time.Duration, error) {
 		}
 	}
 	if !found {
-		return 0, fmt.Errorf("no container drains (no preStop sleep, no SHUTDOWN_DRAIN): a scale-in drops requests")
+		return 0, fmt.Errorf("no container drains (no preStop, no SHUTDOWN_DRAIN): a scale-in drops requests")
 	}
 	return drain, nil
 }

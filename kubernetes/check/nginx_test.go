@@ -453,18 +453,89 @@ func checkTLSFiles(t *testing.T, p pod, c corev1.Container, conf []directive, ma
 
 func checkNginxShutdown(t *testing.T, p pod, c corev1.Container, conf []directive) {
 	t.Helper()
-	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
-		t.Fatal("no preStop sleep: nginx would stop while endpoints still send it traffic")
+	d, err := nginxDrain(c)
+	if err != nil {
+		t.Fatal(err)
 	}
-	sleep := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
-	if sleep < 5*time.Second {
-		t.Errorf("preStop sleep %v: want at least 5s for endpoints and load balancers to drop the pod", sleep)
+	if d.serve < 5*time.Second {
+		t.Errorf("preStop serves %v: want at least 5s for endpoints and load balancers to drop the pod", d.serve)
+	}
+	if d.file != "" {
+		if v, ok := mountOf(p, c, path.Dir(d.file)); !ok || v.EmptyDir == nil {
+			t.Errorf("EDGE_DRAIN_FILE %s: no emptyDir at %s for the preStop to write it", d.file, path.Dir(d.file))
+		}
 	}
 	longest := longestProxyRead(t, conf)
 	grace := time.Duration(deref64(p.spec.TerminationGracePeriodSeconds, 30)) * time.Second
-	if grace <= sleep+longest {
-		t.Errorf("terminationGracePeriodSeconds %v, want more than the preStop sleep %v + proxy_read_timeout %v", grace, sleep, longest)
+	if grace <= d.total()+longest {
+		t.Errorf("terminationGracePeriodSeconds %v, want more than the preStop %v + proxy_read_timeout %v", grace, d.total(), longest)
 	}
+}
+
+// drainScript is the frontend's preStop (deployments/frontend.yaml, whose
+// shutdown notes say why): serve, then fail the readiness probe while
+// still accepting connections, then let the stop signal stop nginx.
+const drainScript = `sleep "$DRAIN_SERVE_SECONDS" && touch "$EDGE_DRAIN_FILE" && sleep "$DRAIN_UNREADY_SECONDS"`
+
+// drain is how an nginx container's preStop holds nginx up before its stop
+// signal: it serves as before for serve, then (with a drain file) fails its
+// readiness probe for unready while still accepting connections.
+type drain struct {
+	serve, unready time.Duration
+	file           string // EDGE_DRAIN_FILE, "" for a plain sleep
+}
+
+func (d drain) total() time.Duration { return d.serve + d.unready }
+
+// nginxDrain reads c's preStop: a sleep (the secure monolith's sidecar), or
+// drainScript with the seconds of c's env (the frontend's). The unready
+// phase must outlast the readiness probe's failures, which must come from
+// the drain file (/healthz), plus drainMargin for the endpoints and
+// kube-proxy to drop the pod.
+func nginxDrain(c corev1.Container) (drain, error) {
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
+		return drain{}, fmt.Errorf("container %s: no preStop: nginx would stop while endpoints still send it traffic", c.Name)
+	}
+	h := c.Lifecycle.PreStop
+	if h.Sleep != nil {
+		return drain{serve: time.Duration(h.Sleep.Seconds) * time.Second}, nil
+	}
+	if h.Exec == nil || !slices.Equal(h.Exec.Command, []string{"/bin/sh", "-c", drainScript}) {
+		return drain{}, fmt.Errorf("container %s: preStop %v: want a sleep, or exec /bin/sh -c %q", c.Name, h, drainScript)
+	}
+	var d drain
+	var ok bool
+	if d.file, ok = envValue(c, edge.VarDrainFile); !ok || !path.IsAbs(d.file) {
+		return drain{}, fmt.Errorf("container %s: %s %q: want the absolute path the preStop creates", c.Name, edge.VarDrainFile, d.file)
+	}
+	for _, v := range []struct {
+		name string
+		to   *time.Duration
+	}{{"DRAIN_SERVE_SECONDS", &d.serve}, {"DRAIN_UNREADY_SECONDS", &d.unready}} {
+		s, _ := envValue(c, v.name)
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return drain{}, fmt.Errorf("container %s: %s %q: want whole seconds, at least 1", c.Name, v.name, s)
+		}
+		*v.to = time.Duration(n) * time.Second
+	}
+	r := c.ReadinessProbe
+	if r == nil || r.HTTPGet == nil || r.HTTPGet.Path != "/healthz" {
+		return drain{}, fmt.Errorf("container %s: the readiness probe is not GET /healthz: the drain file would not make it fail", c.Name)
+	}
+	period, threshold := r.PeriodSeconds, r.FailureThreshold
+	if period == 0 {
+		period = 10 // Kubernetes' defaults
+	}
+	if threshold == 0 {
+		threshold = 3
+	}
+	failing := time.Duration(period*threshold) * time.Second
+	if d.unready < failing+drainMargin {
+		return drain{}, fmt.Errorf("container %s: DRAIN_UNREADY_SECONDS %v < readiness %v (period x failureThreshold) + %v margin: nginx stops listening while kube-proxy still chooses it",
+			c.Name, d.unready, failing, drainMargin)
+	}
+	return d, nil
 }
 
 // longestProxyRead is the longest proxy_read_timeout in conf: the longest

@@ -100,25 +100,29 @@ func drainProblems(hc *healthCheck, d *appsv1.Deployment, proxyRead time.Duratio
 			c = &spec.Containers[i]
 		}
 	}
-	if c == nil || c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
-		return []string{"the nginx container has no preStop sleep"}
+	if c == nil {
+		return []string{"no nginx container"}
 	}
-	preStop := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
-	wantPreStop := drainMargin // endpoints and kube-proxy
+	dr, err := nginxDrain(*c)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	wantServe := drainMargin // endpoints and kube-proxy
 	if hc != nil {
-		wantPreStop = hc.interval*time.Duration(hc.unhealthy) + drainMargin
-		if preStop < wantPreStop {
-			problems = append(problems, fmt.Sprintf("preStop sleep %v < %v x %d (%s) + %v margin: the load balancer still sends new connections to a node whose frontend has stopped",
-				preStop, hc.interval, hc.unhealthy, hc.source, drainMargin))
+		wantServe = hc.interval*time.Duration(hc.unhealthy) + drainMargin
+		if dr.serve < wantServe {
+			problems = append(problems, fmt.Sprintf("preStop serves %v < %v x %d (%s) + %v margin: the load balancer still sends new connections to a node whose frontend has stopped",
+				dr.serve, hc.interval, hc.unhealthy, hc.source, drainMargin))
 		}
 		minReady := time.Duration(d.Spec.MinReadySeconds) * time.Second
 		if wantReady := hc.interval * time.Duration(hc.healthy); minReady < wantReady {
 			problems = append(problems, fmt.Sprintf("minReadySeconds %v < %v x %d (%s, healthy): the rollout stops old pods before the load balancer sends to the new",
 				minReady, hc.interval, hc.healthy, hc.source))
 		}
-	} else if preStop < wantPreStop {
-		problems = append(problems, fmt.Sprintf("preStop sleep %v < %v: endpoints and kube-proxy need that to drop the pod", preStop, wantPreStop))
+	} else if dr.serve < wantServe {
+		problems = append(problems, fmt.Sprintf("preStop serves %v < %v: endpoints and kube-proxy need that to drop the pod", dr.serve, wantServe))
 	}
+	preStop := dr.total()
 	grace := time.Duration(deref64(spec.TerminationGracePeriodSeconds, 30)) * time.Second
 	if grace <= preStop+proxyRead {
 		problems = append(problems, fmt.Sprintf("terminationGracePeriodSeconds %v <= preStop %v + proxy_read_timeout %v: the kubelet kills nginx mid-request", grace, preStop, proxyRead))
@@ -248,12 +252,50 @@ func TestDrainProblems(t *testing.T) {
 	inTreeNLB := healthCheck{interval: 30 * time.Second, unhealthy: 3, healthy: 3, source: "in-tree NLB"}
 	for _, hc := range []healthCheck{gkeHealthCheck, inTreeNLB} {
 		p := drainProblems(&hc, d, 30*time.Second)
-		if !slices.ContainsFunc(p, func(s string) bool { return strings.HasPrefix(s, "preStop sleep 10s") }) {
+		if !slices.ContainsFunc(p, func(s string) bool { return strings.HasPrefix(s, "preStop serves 10s") }) {
 			t.Errorf("drainProblems(%s, preStop 10 s) = %q, want the preStop too short", hc.source, p)
 		}
 	}
 	if p := drainProblems(nil, d, 60*time.Second); len(p) != 1 {
 		t.Errorf("drainProblems(grace 45 s, proxy_read_timeout 60 s) = %q, want the grace period too short", p)
+	}
+
+	// The frontend's form: serve 30 s, unready 15 s behind a 5 s x 2
+	// readiness probe of /healthz, grace 80 s.
+	frontend := func() *appsv1.Deployment {
+		d := d.DeepCopy()
+		d.Spec.MinReadySeconds = 10
+		grace := int64(80)
+		d.Spec.Template.Spec.TerminationGracePeriodSeconds = &grace
+		c := &d.Spec.Template.Spec.Containers[0]
+		c.Lifecycle.PreStop = &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", drainScript}}}
+		c.Env = []corev1.EnvVar{{Name: edge.VarDrainFile, Value: "/tmp/draining"}, {Name: "DRAIN_SERVE_SECONDS", Value: "30"}, {Name: "DRAIN_UNREADY_SECONDS", Value: "15"}}
+		c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz"}}, PeriodSeconds: 5, FailureThreshold: 2}
+		return d
+	}
+	if p := drainProblems(&gkeHealthCheck, frontend(), 30*time.Second); len(p) != 0 {
+		t.Errorf("drainProblems(%s, the frontend's drain) = %q, want none", gkeHealthCheck.source, p)
+	}
+	for _, tt := range []struct {
+		name   string
+		change func(*corev1.Container)
+		want   string
+	}{
+		{"unready shorter than the probe's failures", func(c *corev1.Container) { c.Env[2].Value = "12" }, "DRAIN_UNREADY_SECONDS 12s < readiness 10s"},
+		{"probe's defaults", func(c *corev1.Container) { c.ReadinessProbe.PeriodSeconds, c.ReadinessProbe.FailureThreshold = 0, 0 }, "DRAIN_UNREADY_SECONDS 15s < readiness 30s"},
+		{"readiness not /healthz", func(c *corev1.Container) { c.ReadinessProbe.HTTPGet.Path = "/" }, "is not GET /healthz"},
+		{"another script", func(c *corev1.Container) { c.Lifecycle.PreStop.Exec.Command[2] = "sleep 45" }, "want a sleep, or exec"},
+		{"no drain file", func(c *corev1.Container) { c.Env = c.Env[1:] }, "EDGE_DRAIN_FILE"},
+		{"serve not a number", func(c *corev1.Container) { c.Env[1].Value = "30s" }, `DRAIN_SERVE_SECONDS "30s"`},
+		{"serve shorter than the health check", func(c *corev1.Container) { c.Env[1].Value = "20" }, "preStop serves 20s < 8s x 3"},
+		{"grace within the drain", func(c *corev1.Container) { c.Env[1].Value = "40" }, "terminationGracePeriodSeconds 1m20s <= preStop 55s"},
+	} {
+		d := frontend()
+		tt.change(&d.Spec.Template.Spec.Containers[0])
+		p := drainProblems(&gkeHealthCheck, d, 30*time.Second)
+		if !slices.ContainsFunc(p, func(s string) bool { return strings.Contains(s, tt.want) }) {
+			t.Errorf("%s: drainProblems = %q, want one containing %q", tt.name, p, tt.want)
+		}
 	}
 }
 

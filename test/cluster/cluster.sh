@@ -605,6 +605,11 @@ nginx_rootfs() {
 	mkdir -p "$r"/{etc/nginx/conf.d,etc/nginx/templates,tmp,var/cache/nginx,usr/sbin,usr/share/nginx/html}
 	chmod 1777 "$r/tmp"
 	install -m 0755 "$nginx_bin" "$r/usr/sbin/nginx"
+	# The frontend's preStop is a shell script (sh, sleep, touch), as the
+	# official alpine image's busybox runs it.
+	mkdir -p "$r/bin"
+	install -m 0755 /bin/busybox "$r/bin/busybox"
+	for f in sh sleep touch; do ln -sf busybox "$r/bin/$f"; done
 	(cd "$here/../.." && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$r/docker-entrypoint" ./test/cluster/nginx-entrypoint)
 	ldd "$nginx_bin" | grep -o '/[^ ]*' | sort -u | while read -r f; do
 		mkdir -p "$r$(dirname "$f")"

@@ -22,7 +22,8 @@ import (
 // 10101, a read-only root filesystem, no capabilities, the templates
 // mounted read-only, writable directories where the manifests mount
 // emptyDirs, and the variables the manifests set. nginx -t must pass without
-// a warning, and nginx must answer /healthz over TLS and HTTP/2.
+// a warning, and nginx must answer /healthz over TLS and HTTP/2; the
+// frontend's preStop must run in it and make /healthz fail.
 func TestClusterNginxImage(t *testing.T) {
 	requirePodman(t)
 	root, err := testbin.ModuleRoot()
@@ -60,7 +61,7 @@ func TestClusterNginxImage(t *testing.T) {
 	// templates); the upstreams are never reached here.
 	k8s := edge.Params{
 		HTTPSListen: "8443", HTTPListen: "8080", TLSDir: "/etc/tls", HTTP2: edge.HTTP2Directive,
-		UIDir: "/usr/share/nginx/html/ui", Auth: []string{"127.0.0.1:1"}, Hello: []string{"127.0.0.1:2"}, Monolith: []string{"127.0.0.1:8080"},
+		UIDir: "/usr/share/nginx/html/ui", DrainFile: "/tmp/draining", Auth: []string{"127.0.0.1:1"}, Hello: []string{"127.0.0.1:2"}, Monolith: []string{"127.0.0.1:8080"},
 	}
 	for _, name := range []string{"frontend.conf.template", "proxy.conf.template"} {
 		t.Run(name, func(t *testing.T) {
@@ -122,6 +123,22 @@ func TestClusterNginxImage(t *testing.T) {
 				if time.Now().After(deadline) {
 					t.Fatalf("GET /healthz: %v after 30 s", err)
 				}
+			}
+			if name != "frontend.conf.template" {
+				return
+			}
+			// The frontend's preStop (deployments/frontend.yaml) runs in
+			// this image: a shell, sleep and touch, and the drain file
+			// in the /tmp emptyDir makes /healthz fail.
+			podman(t, "exec", "--env", "DRAIN_SERVE_SECONDS=0", "--env", "DRAIN_UNREADY_SECONDS=0", cname,
+				"/bin/sh", "-c", `sleep "$DRAIN_SERVE_SECONDS" && touch "$EDGE_DRAIN_FILE" && sleep "$DRAIN_UNREADY_SECONDS"`)
+			resp, err := c.Get("https://" + addr + "/healthz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("GET /healthz after the preStop made %s: %d, want 503", k8s.DrainFile, resp.StatusCode)
 			}
 		})
 	}

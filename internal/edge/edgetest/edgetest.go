@@ -100,13 +100,17 @@ type Edge struct {
 	CA      *x509.CertPool // the same, parsed
 	Client  *http.Client   // trusts CA, speaks HTTP/2, does not follow redirects
 	Version edge.Version   // nginx's
+	// DrainFile is EDGE_DRAIN_FILE (the frontend's): create it and
+	// /healthz answers 503.
+	DrainFile string
 
 	accessLog, errorLog *testbin.SyncBuffer
 }
 
 // Start renders tmpl, a template from nginx/ (see ReadConfig), with p and
 // with free loopback listeners, fresh certificates and the http2 form of
-// the nginx that runs it, which p need not set; checks it with nginx -t (no
+// the nginx that runs it, which p need not set, nor the drain file (a
+// fresh path, Edge.DrainFile, unless p names one); checks it with nginx -t (no
 // warning allowed); and runs nginx until the test ends. p names the
 // upstream servers and, for the frontend, the UI's directory.
 func Start(t testing.TB, tmpl string, p edge.Params) *Edge {
@@ -119,10 +123,13 @@ func Start(t testing.TB, tmpl string, p edge.Params) *Edge {
 	tlsDir := filepath.Join(t.TempDir(), "tls")
 	ca := WriteCerts(t, tlsDir)
 	redirect := slices.Contains(edge.EnvReferences(tmpl), edge.VarHTTPListen)
+	if p.DrainFile == "" && slices.Contains(edge.EnvReferences(tmpl), edge.VarDrainFile) {
+		p.DrainFile = filepath.Join(t.TempDir(), "draining")
+	}
 
 	// A free port may be taken between choosing and binding it: try again.
 	for attempt := 1; ; attempt++ {
-		e := &Edge{CAFile: filepath.Join(tlsDir, certs.CAFile), CA: ca, Version: version, accessLog: &testbin.SyncBuffer{}, errorLog: &testbin.SyncBuffer{}}
+		e := &Edge{CAFile: filepath.Join(tlsDir, certs.CAFile), CA: ca, Version: version, DrainFile: p.DrainFile, accessLog: &testbin.SyncBuffer{}, errorLog: &testbin.SyncBuffer{}}
 		p.HTTPSListen, p.TLSDir, p.HTTP2 = FreeAddr(t), tlsDir, edge.HTTP2For(version)
 		e.Addr = p.HTTPSListen
 		e.URL = "https://localhost:" + port(p.HTTPSListen)
