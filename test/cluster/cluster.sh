@@ -97,6 +97,16 @@ readonly CGROUP_NAME=kubepods
 # Node 2's kubelet puts its pods under this cgroup (its cgroupRoot), so the
 # two kubelets never manage each other's kubepods.
 readonly NODE2_CGROUP=$NODE2_NAME
+# Every component start runs in this cpu cgroup (start, system_cgroup). On
+# a node the kubelet, containerd (with the runc and CNI plugin processes it
+# starts) and kube-proxy run in systemd's system.slice, a sibling of
+# kubepods that weighs as one group. In the root cgroup each of their
+# processes weighed as much as all of a node's pods together (kubepods'
+# cpu.shares are its CPUs, 2048): a drain that started five pods at once
+# gave the running ones a few percent of the CPU for seconds (run queue 35
+# on 2 cores) and requests took over 2 s. The control plane runs here too;
+# the load balancer double does not (it stands for the cloud's).
+readonly SYSTEM_CGROUP=app-system
 
 bin=$("$here/build.sh" bindir)
 coredns_bin=$("$here/build.sh" coredns-bin)
@@ -135,14 +145,29 @@ wait_for() {
 	log "$what after $((SECONDS - start))s"
 }
 
-# start NAME COMMAND… runs COMMAND in its own session, logs to logs/NAME.log
-# and records its PID.
+# start NAME COMMAND… runs COMMAND in its own session and in the cpu cgroup
+# SYSTEM_CGROUP (START_CGROUP= : where start itself runs), logs to
+# logs/NAME.log and records its PID.
 start() {
-	local name=$1
+	local name=$1 cg=${START_CGROUP-$(system_cgroup)}
 	shift
-	setsid "$@" >"$S/logs/$name.log" 2>&1 </dev/null &
+	if [[ -n $cg ]]; then
+		setsid sh -c 'echo $$ >"$0" && exec "$@"' "$cg/cgroup.procs" "$@" >"$S/logs/$name.log" 2>&1 </dev/null &
+	else
+		setsid "$@" >"$S/logs/$name.log" 2>&1 </dev/null &
+	fi
 	echo $! >"$S/pids/$name"
 	log "started $name (pid $!)"
+}
+
+# system_cgroup prints the directory of SYSTEM_CGROUP in the cpu controller's
+# hierarchy (cgroup v1's cpu, or v2's unified one), made with the default
+# weight if missing.
+system_cgroup() {
+	local d=/sys/fs/cgroup/cpu/$SYSTEM_CGROUP
+	[[ -d /sys/fs/cgroup/cpu ]] || d=/sys/fs/cgroup/$SYSTEM_CGROUP
+	mkdir -p "$d"
+	echo "$d"
 }
 
 # alive NAME: the recorded process of NAME runs (and is still that program).
@@ -196,6 +221,9 @@ check_host() {
 	fi
 	for p in /sys/fs/cgroup/*/{"$CGROUP_NAME","$NODE2_CGROUP"} /sys/fs/cgroup/{"$CGROUP_NAME","$NODE2_CGROUP"}; do
 		[[ -e $p ]] && die "$p exists: another kubelet runs here"
+	done
+	for p in /sys/fs/cgroup/cpu/"$SYSTEM_CGROUP" /sys/fs/cgroup/"$SYSTEM_CGROUP"; do
+		[[ -n $(cat "$p/cgroup.procs" 2>/dev/null) ]] && die "$p holds processes: another cluster runs here"
 	done
 	for port in 6443 10248 10249 10250 10256 10257 10259 12379 12380 15000; do
 		if ss -Hltn "sport = :$port" | grep -q .; then
@@ -355,6 +383,11 @@ node2_cgroups() {
 	if [[ -f /sys/fs/cgroup/cpuset/cpuset.cpus ]]; then
 		cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/$NODE2_CGROUP/cpuset.cpus"
 		cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/$NODE2_CGROUP/cpuset.mems"
+	fi
+	# Node 2's pods weigh as node 1's: its kubepods sits inside this group,
+	# node 1's at the top with the shares of the machine's CPUs.
+	if [[ -f /sys/fs/cgroup/cpu/$NODE2_CGROUP/cpu.shares ]]; then
+		echo $(($(nproc) * 1024)) >"/sys/fs/cgroup/cpu/$NODE2_CGROUP/cpu.shares"
 	fi
 }
 
@@ -817,7 +850,7 @@ lb() {
 		for ip in $nodes; do
 			backends+=(-backend "$ip:$nodeport,$hc")
 		done
-		start "$name" nsenter --net="$S/ns/lb.net" -- "$S/bin/cloudlb" -listen "$LB_IP:$port" -profile "$profile" "${backends[@]}" "$@"
+		START_CGROUP= start "$name" nsenter --net="$S/ns/lb.net" -- "$S/bin/cloudlb" -listen "$LB_IP:$port" -profile "$profile" "${backends[@]}" "$@"
 		wait_for "$name listening" 10 grep -q '"msg":"listening"' "$S/logs/$name.log" ||
 			die "$name did not start: $(tail -n 3 "$S/logs/$name.log")"
 	done
@@ -943,11 +976,11 @@ clean_links() {
 }
 
 # remove_cgroups kills any container process left in the kubepods cgroup
-# trees (a shim killed before its containers leaves them running), then
-# removes the trees, deepest first.
+# trees (a shim killed before its containers leaves them running), and any
+# process left in SYSTEM_CGROUP, then removes the trees, deepest first.
 remove_cgroups() {
 	local top pids
-	for top in /sys/fs/cgroup/*/{"$CGROUP_NAME","$NODE2_CGROUP"} /sys/fs/cgroup/{"$CGROUP_NAME","$NODE2_CGROUP"}; do
+	for top in /sys/fs/cgroup/*/{"$CGROUP_NAME","$NODE2_CGROUP","$SYSTEM_CGROUP"} /sys/fs/cgroup/{"$CGROUP_NAME","$NODE2_CGROUP","$SYSTEM_CGROUP"}; do
 		[[ -d $top ]] || continue
 		pids=$(find "$top" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
 		if [[ -n $pids ]]; then

@@ -286,7 +286,7 @@ host_state() {
 	ip -o link show | awk -F': ' '$2 ~ /^app/ {print "link " $2}'
 	ip route show | awk '/^10\.(96|244|200)\./ {print "route " $0}'
 	awk -v re="^($state|/run/containerd|/var/lib/kubelet)(/|\$)" '$2 ~ re {print "mount " $2}' /proc/mounts
-	for s in "$state" /run/containerd /var/lib/kubelet /var/log/containers /var/lib/cni /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/app-node-2; do
+	for s in "$state" /run/containerd /var/lib/kubelet /var/log/containers /var/lib/cni /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/app-node-2 /sys/fs/cgroup/*/app-system; do
 		[[ -e $s ]] && echo "path $s"
 	done
 	pgrep -af "$state|containerd-shim" | sed 's/^[0-9]* /process /' || true
