@@ -72,7 +72,8 @@
 # RATE (100 requests/s a run), RAMP_PEAK (step 11's ramp, 500 requests/s),
 # STEPS (only those steps), CLUSTER_E2E_DIR
 # (/var/tmp/app-cluster-e2e, removed at the end), KEEP_CLUSTER=1 leaves the
-# cluster up for a look (cluster.sh down removes it).
+# cluster and that directory for a look (cluster.sh down removes the
+# cluster).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -1105,10 +1106,10 @@ at_minimum() {
 }
 
 # autoscaling: the tutorial's autoscaling lesson (section 11). A steady
-# load at RATE runs throughout and must see no failure; a second tester
-# ramps from RATE to RAMP_PEAK until hello's HPA has scaled it out and the
-# new pods are ready, then stops; the HPAs scale back in. Replicas are
-# recorded every 5 s for the summary.
+# load at RATE runs while a second tester ramps from RATE to RAMP_PEAK
+# until hello's HPA has scaled it out and the new pods are ready; then both
+# stop, and one run at RATE goes on while the HPAs scale back in. No run
+# may see a failure. Replicas are recorded every 5 s for the summary.
 autoscaling() {
 	local min d t0 t_out t_in rec peak_rate
 	cd "$src"
@@ -1116,12 +1117,15 @@ autoscaling() {
 	wait_until "kubectl top pods answers (metrics-server)" 90 kubectl top pods
 	kubectl top pods
 	min=$(kubectl get hpa hello -o 'jsonpath={.spec.minReplicas}')
-	# The earlier steps' loads have scaled out: with this cluster's window,
-	# back at the minimum in about a minute (the manifests' 300 s, five).
+	# The earlier steps' loads have scaled out (after the drain: hello 7,
+	# the frontend 6). With this cluster's window, back at the minimum after
+	# the window (50 s), two scale-in steps (the frontend's are 90 s apart),
+	# the last pods' drain (27 s, then nginx's exit) and the metrics' lag:
+	# about 200 s (with the manifests' 300 s window, over seven minutes).
 	for d in hello frontend auth; do
 		kubectl patch hpa "$d" --type merge -p "{\"spec\":{\"behavior\":{\"scaleDown\":{\"stabilizationWindowSeconds\":$TEST_SCALE_DOWN_WINDOW}}}}"
 	done
-	wait_until "hello, the frontend and auth at their minimum, no pod terminating" 180 at_minimum
+	wait_until "hello, the frontend and auth at their minimum, no pod terminating" 240 at_minimum
 	load_start autoscaling-steady
 	t0=$SECONDS
 	(while :; do hpa_state "$t0"; sleep 5; done) >"$E/hpa-timeline" 2>/dev/null &
@@ -1135,17 +1139,22 @@ autoscaling() {
 	kubectl get hpa
 	kubectl top pods -l app=hello
 	LOAD_MODES=keepalive load_stop autoscaling-ramp
+	load_stop autoscaling-steady
 	t_in=$SECONDS
-	# Scaled in under the steady load: fewer hello pods than the ramp made,
-	# none still draining. Not to the minimum: the steady load itself (two
-	# runs at RATE, one with a new TLS connection per request) needs more
-	# than hello's 3 on this host, and the HPA rightly keeps them.
+	# Scaled in under load: fewer hello pods than the ramp made, none still
+	# draining, while one run at RATE (kept alive; the frontend still opens
+	# a connection to hello per request) must see no failure. Not the two
+	# steady runs: with a TLS handshake per request as well, they load this
+	# 2-core host so much that the pods' CPU time per request rises and the
+	# HPA rightly keeps the ramp's pods (seen: 7 for 300 s). Not to the
+	# minimum: how far it goes depends on this host's other load.
 	local peak
 	peak=$(replicas_of hello)
+	LOAD_MODES=keepalive load_start autoscaling-in
 	wait_until "hello scaled in below the ramp's $peak pods, none terminating" 300 scaled_in "$peak"
 	kubectl get hpa
 	t_in=$((SECONDS - t_in))
-	load_stop autoscaling-steady
+	LOAD_MODES=keepalive load_stop autoscaling-in
 	hpa_state "$t0" >>"$E/hpa-timeline"
 	kill "$rec" 2>/dev/null || true
 	cat "$E/hpa-timeline" >&2
@@ -1154,7 +1163,7 @@ autoscaling() {
 		kubectl patch hpa "$d" --type merge -p '{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":300}}}}' >/dev/null
 	done
 	{
-		echo "autoscaling: hello $min -> $(awk '{split($2, a, "[=/]"); if (a[2] > m) m = a[2]} END {print m}' "$E/hpa-timeline") pods, ready ${t_out}s after the ramp began (then at ${peak_rate} requests/s); scaled in to $(replicas_of hello) under the steady load ${t_in}s after it stopped (scale-down window ${TEST_SCALE_DOWN_WINDOW}s on this cluster)"
+		echo "autoscaling: hello $min -> $(awk '{split($2, a, "[=/]"); if (a[2] > m) m = a[2]} END {print m}' "$E/hpa-timeline") pods, ready ${t_out}s after the ramp began (then at ${peak_rate} requests/s); scaled in to $(replicas_of hello) under one run at ${RATE}/s ${t_in}s after the ramp stopped (scale-down window ${TEST_SCALE_DOWN_WINDOW}s on this cluster)"
 		echo "autoscaling: replicas (ready) over time, when they changed: $(awk '{st = $2 " " $3 " " $4; if (st != last) {printf "%s%s %s", sep, $1, $2 " " $3 " " $4; sep = "; "} last = st}' "$E/hpa-timeline" | sed 's/=/ /g')"
 	} | tee -a "$E/notes"
 }
@@ -1548,7 +1557,11 @@ main() {
 		failed=$((failed + failed_before))
 	fi
 	summary
-	rm -rf "$E"
+	if [[ ${KEEP_CLUSTER:-} == 1 ]]; then
+		log "KEEP_CLUSTER=1: the loads' logs and the learner's clone stay in $E"
+	else
+		rm -rf "$E"
+	fi
 	((failed == 0))
 }
 
