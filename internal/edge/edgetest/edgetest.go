@@ -110,8 +110,8 @@ type Edge struct {
 // Start renders tmpl, a template from nginx/ (see ReadConfig), with p and
 // with free loopback listeners, fresh certificates and the http2 form of
 // the nginx that runs it, which p need not set, nor the drain file (a
-// fresh path, Edge.DrainFile, unless p names one); checks it with nginx -t (no
-// warning allowed); and runs nginx until the test ends. p names the
+// fresh path, Edge.DrainFile, unless p names one); checks it with nginx -t
+// (no warning allowed); and runs nginx until the test ends. p names the
 // upstream servers and, for the frontend, the UI's directory.
 func Start(t testing.TB, tmpl string, p edge.Params) *Edge {
 	t.Helper()
