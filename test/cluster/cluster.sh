@@ -32,8 +32,8 @@
 # (10.244.1.0/24); iptables and ip6tables chains named KUBE-* and CNI-* and
 # the rules that jump to them; the NetworkPolicy agent's nftables table
 # (inet kube-network-policies); sysctls (saved at up, restored at down); the
-# kubepods and app-node-2 cgroups; the paths containerd and the kubelet
-# hard-code (/run/containerd, /var/lib/kubelet, /var/log/containers,
+# kubepods, app-node-2 and app-system cgroups; the paths containerd and the
+# kubelet hard-code (/run/containerd, /var/lib/kubelet, /var/log/containers,
 # /var/lib/cni), removed if up created them. Node 2's own network, iptables
 # and nftables rules, sysctls and mounts live in its namespaces and end with
 # them. Processes are stopped by recorded PID.
