@@ -520,8 +520,8 @@ func nginxDrain(c corev1.Container) (drain, error) {
 		*v.to = time.Duration(n) * time.Second
 	}
 	r := c.ReadinessProbe
-	if r == nil || r.HTTPGet == nil || r.HTTPGet.Path != "/healthz" {
-		return drain{}, fmt.Errorf("container %s: the readiness probe is not GET /healthz: the drain file would not make it fail", c.Name)
+	if r == nil || r.HTTPGet == nil || r.HTTPGet.Path != "/healthz" || r.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+		return drain{}, fmt.Errorf("container %s: the readiness probe is not GET /healthz over HTTPS: the drain file would not make it fail (the plain listener's /healthz ignores it)", c.Name)
 	}
 	period, threshold := r.PeriodSeconds, r.FailureThreshold
 	if period == 0 {

@@ -270,7 +270,7 @@ func TestDrainProblems(t *testing.T) {
 		c := &d.Spec.Template.Spec.Containers[0]
 		c.Lifecycle.PreStop = &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", drainScript}}}
 		c.Env = []corev1.EnvVar{{Name: edge.VarDrainFile, Value: "/tmp/draining"}, {Name: "DRAIN_SERVE_SECONDS", Value: "30"}, {Name: "DRAIN_UNREADY_SECONDS", Value: "15"}}
-		c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz"}}, PeriodSeconds: 5, FailureThreshold: 2}
+		c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Scheme: corev1.URISchemeHTTPS}}, PeriodSeconds: 5, FailureThreshold: 2}
 		return d
 	}
 	if p := drainProblems(&gkeHealthCheck, frontend(), 30*time.Second); len(p) != 0 {
@@ -284,6 +284,7 @@ func TestDrainProblems(t *testing.T) {
 		{"unready shorter than the probe's failures", func(c *corev1.Container) { c.Env[2].Value = "12" }, "DRAIN_UNREADY_SECONDS 12s < readiness 10s"},
 		{"probe's defaults", func(c *corev1.Container) { c.ReadinessProbe.PeriodSeconds, c.ReadinessProbe.FailureThreshold = 0, 0 }, "DRAIN_UNREADY_SECONDS 15s < readiness 30s"},
 		{"readiness not /healthz", func(c *corev1.Container) { c.ReadinessProbe.HTTPGet.Path = "/" }, "is not GET /healthz"},
+		{"readiness over plain HTTP", func(c *corev1.Container) { c.ReadinessProbe.HTTPGet.Scheme = corev1.URISchemeHTTP }, "is not GET /healthz over HTTPS"},
 		{"another script", func(c *corev1.Container) { c.Lifecycle.PreStop.Exec.Command[2] = "sleep 45" }, "want a sleep, or exec"},
 		{"no drain file", func(c *corev1.Container) { c.Env = c.Env[1:] }, "EDGE_DRAIN_FILE"},
 		{"serve not a number", func(c *corev1.Container) { c.Env[1].Value = "30s" }, `DRAIN_SERVE_SECONDS "30s"`},
