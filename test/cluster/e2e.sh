@@ -521,15 +521,15 @@ frontend() {
 
 	# A new certificate for the load balancer's address, as the tutorial
 	# makes one: make deploy rolls the frontend by itself, and only it.
-	local secret hello_rs
+	local secret hello_tmpl
 	ip=$(external_ip)
 	secret=$(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')
-	hello_rs=$(hello_template)
+	hello_tmpl=$(hello_template)
 	make -s certs FORCE=1 HOSTS="$ip"
 	make -s deploy OVERLAY=local
 	[[ $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}') != "$secret" ]] ||
 		fail "a new certificate kept the frontend's Secret $secret"
-	[[ $(hello_template) == "$hello_rs" ]] ||
+	[[ $(hello_template) == "$hello_tmpl" ]] ||
 		fail "a new certificate changed deployment hello"
 	log "new certificate: frontend rolled to $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')"
 
@@ -597,9 +597,9 @@ frontend_config() {
 # load trusts the old and the new CA, as clients of a public CA trust both
 # the old and the renewed certificate.
 frontend_certificate() {
-	local secret hello_rs host
+	local secret hello_tmpl host
 	secret=$(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')
-	hello_rs=$(hello_template)
+	hello_tmpl=$(hello_template)
 	host=$(frontend_url)
 	host=${host#https://}
 	host=${host%:*}
@@ -611,7 +611,7 @@ frontend_certificate() {
 	frontend_rolled frontend-certificate
 	[[ $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}') != "$secret" ]] ||
 		fail "a new certificate kept the frontend's Secret $secret"
-	[[ $(hello_template) == "$hello_rs" ]] ||
+	[[ $(hello_template) == "$hello_tmpl" ]] ||
 		fail "a new certificate changed deployment hello"
 	curl -fsS --cacert "$TLS_DIR/ca.pem" "$(frontend_url)/" >/dev/null
 	log "new certificate: frontend rolled to $(kubectl get deployment frontend -o 'jsonpath={.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}'), served with the new CA"
@@ -1230,10 +1230,9 @@ lb_lines() {
 # grace 80 s: sized for the target pool's 8 s x 3 failures = 24 s) behind
 # the double with profile gke, GKE's target pool-based load balancer. The
 # course's steps run with overlays/local (serving 12 s) behind gke-rbs
-# (3 s x 2): behind the
-# target pool, whose node stays in rotation up to 24 s after its frontend
-# pod began to stop, the local timings would leave a node in rotation for
-# about 12 s with no frontend serving there. Two loads at once:
+# (3 s x 2): behind the target pool, whose node stays in rotation up to
+# 24 s after its frontend pod began to stop, the local timings would leave
+# a node in rotation for about 12 s with no frontend serving there. Two loads at once:
 # kept-alive connections, and a new connection per request. The deploy of
 # the gke overlay itself rolls every Deployment (its tolerations), under
 # the same two loads behind gke-rbs.
